@@ -1,0 +1,401 @@
+//! The backfill rules: what one legacy `deployment` row becomes.
+//!
+//! This module is the specification in code. It is pure (no database), so every rule is
+//! tested here on its own, and the same function serves the backfill and anything that
+//! previews it. The order of the checks is the order of the reject table in the README:
+//! the first check that fails decides the reason.
+//!
+//! JSON is handled as raw text ([`RawValue`]) so that a link's `config` is the source's
+//! bytes, never a re-serialisation: numbers beyond `f64`, unicode escapes and key order
+//! survive exactly.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::ids::IdKey;
+
+/// The legacy column a reject row is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LegacyColumn {
+    JobAgents,
+    JobAgentId,
+    JobAgentConfig,
+}
+
+impl LegacyColumn {
+    /// The value stored in `deployment_job_agent_backfill_reject.legacy_column`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JobAgents => "job_agents",
+            Self::JobAgentId => "job_agent_id",
+            Self::JobAgentConfig => "job_agent_config",
+        }
+    }
+}
+
+/// Why a legacy value was not carried over whole, in the order the checks apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    InvalidJson,
+    NotAnArray,
+    MalformedEntry,
+    InvalidRef,
+    UnknownJobAgent,
+    CrossWorkspace,
+    InvalidConfig,
+    Duplicate,
+    ShadowedByJobAgentId,
+    OrphanConfig,
+    ExtraKeysDropped,
+}
+
+impl RejectReason {
+    /// Every reason, in check order.
+    pub const ALL: [RejectReason; 11] = [
+        Self::InvalidJson,
+        Self::NotAnArray,
+        Self::MalformedEntry,
+        Self::InvalidRef,
+        Self::UnknownJobAgent,
+        Self::CrossWorkspace,
+        Self::InvalidConfig,
+        Self::Duplicate,
+        Self::ShadowedByJobAgentId,
+        Self::OrphanConfig,
+        Self::ExtraKeysDropped,
+    ];
+
+    /// The value stored in `deployment_job_agent_backfill_reject.reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::NotAnArray => "not_an_array",
+            Self::MalformedEntry => "malformed_entry",
+            Self::InvalidRef => "invalid_ref",
+            Self::UnknownJobAgent => "unknown_job_agent",
+            Self::CrossWorkspace => "cross_workspace",
+            Self::InvalidConfig => "invalid_config",
+            Self::Duplicate => "duplicate",
+            Self::ShadowedByJobAgentId => "shadowed_by_job_agent_id",
+            Self::OrphanConfig => "orphan_config",
+            Self::ExtraKeysDropped => "extra_keys_dropped",
+        }
+    }
+}
+
+/// A legacy deployment as the rules see it: ids already decoded, JSON as stored text.
+#[derive(Debug, Clone, Default)]
+pub struct LegacyDeployment<'a> {
+    pub workspace_id: Option<IdKey>,
+    /// `job_agent_id` as stored (SQL NULL is `None`).
+    pub job_agent_id: Option<IdKey>,
+    /// `job_agent_config` as stored text (SQL NULL is `None`).
+    pub job_agent_config: Option<&'a str>,
+    /// `job_agents` as stored text (SQL NULL is `None`).
+    pub job_agents: Option<&'a str>,
+}
+
+/// What the rules need to know about a job agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentFacts {
+    pub workspace_id: Option<IdKey>,
+}
+
+/// A link to write: the agent (by UUID) and the exact JSON text of its config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedLink {
+    pub job_agent: Uuid,
+    pub config: String,
+}
+
+/// A reject row to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedReject {
+    pub column: LegacyColumn,
+    pub entry_index: Option<i64>,
+    /// Valid JSON text: the entry as stored, or a JSON string holding text that was not JSON.
+    pub entry: String,
+    pub reason: RejectReason,
+}
+
+/// Everything one deployment turns into.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub links: Vec<PlannedLink>,
+    pub rejects: Vec<PlannedReject>,
+}
+
+/// Applies the backfill rules to one deployment. `agents` answers "which agent has this id".
+pub fn plan_deployment<'f>(
+    deployment: &LegacyDeployment<'_>,
+    agents: impl Fn(&Uuid) -> Option<&'f AgentFacts>,
+) -> Plan {
+    let mut plan = Plan::default();
+    match &deployment.job_agent_id {
+        Some(job_agent_id) => {
+            plan_single_agent(deployment, job_agent_id, &agents, &mut plan);
+            shadow_job_agents(deployment.job_agents, &mut plan);
+        }
+        None => {
+            plan_job_agents(deployment, &agents, &mut plan);
+            check_orphan_config(deployment.job_agent_config, &mut plan);
+        }
+    }
+    plan
+}
+
+/// `job_agent_id` set: one link `(job_agent_id, job_agent_config)`, with the same agent and
+/// config checks as an array entry.
+fn plan_single_agent<'f>(
+    deployment: &LegacyDeployment<'_>,
+    job_agent_id: &IdKey,
+    agents: &impl Fn(&Uuid) -> Option<&'f AgentFacts>,
+    plan: &mut Plan,
+) {
+    let config_text = deployment.job_agent_config;
+    let config = config_text.map(parse_json);
+    let reject = |reason| PlannedReject {
+        column: LegacyColumn::JobAgentId,
+        entry_index: None,
+        entry: single_agent_entry(job_agent_id, config_text),
+        reason,
+    };
+    if let Some(Err(())) = config {
+        plan.rejects.push(reject(RejectReason::InvalidJson));
+        return;
+    }
+    let config = config.and_then(Result::ok);
+    match check_agent_and_config(job_agent_id.uuid(), config, deployment, agents) {
+        Ok((job_agent, config)) => plan.links.push(PlannedLink { job_agent, config }),
+        Err(reason) => plan.rejects.push(reject(reason)),
+    }
+}
+
+/// `job_agent_id` set: the old application never read `job_agents`, so whatever it holds is
+/// recorded, not linked.
+fn shadow_job_agents(job_agents: Option<&str>, plan: &mut Plan) {
+    let shadowed = |entry_index, entry: &str| PlannedReject {
+        column: LegacyColumn::JobAgents,
+        entry_index,
+        entry: entry.to_owned(),
+        reason: RejectReason::ShadowedByJobAgentId,
+    };
+    match read_job_agents(job_agents, plan) {
+        JobAgentsValue::Empty => {}
+        JobAgentsValue::Array(entries) => {
+            for (index, entry) in entries.iter().enumerate() {
+                plan.rejects.push(shadowed(Some(index as i64), entry.get()));
+            }
+        }
+        JobAgentsValue::Other(value) => plan.rejects.push(shadowed(None, value.get())),
+    }
+}
+
+/// `job_agent_id` NULL: each entry of `job_agents`, in order, is linked or recorded.
+fn plan_job_agents<'f>(
+    deployment: &LegacyDeployment<'_>,
+    agents: &impl Fn(&Uuid) -> Option<&'f AgentFacts>,
+    plan: &mut Plan,
+) {
+    let entries = match read_job_agents(deployment.job_agents, plan) {
+        JobAgentsValue::Empty => return,
+        JobAgentsValue::Array(entries) => entries,
+        JobAgentsValue::Other(value) => {
+            plan.rejects.push(PlannedReject {
+                column: LegacyColumn::JobAgents,
+                entry_index: None,
+                entry: value.get().to_owned(),
+                reason: RejectReason::NotAnArray,
+            });
+            return;
+        }
+    };
+    let mut linked = HashSet::new();
+    for (index, raw) in entries.iter().enumerate() {
+        let reject = |reason| PlannedReject {
+            column: LegacyColumn::JobAgents,
+            entry_index: Some(index as i64),
+            entry: raw.get().to_owned(),
+            reason,
+        };
+        let entry = match Entry::parse(raw) {
+            Ok(entry) => entry,
+            Err(reason) => {
+                plan.rejects.push(reject(reason));
+                continue;
+            }
+        };
+        let checked = check_agent_and_config(entry.agent_ref(), entry.config, deployment, agents)
+            .and_then(|(agent, config)| match linked.insert(agent) {
+                true => Ok((agent, config)),
+                false => Err(RejectReason::Duplicate),
+            });
+        match checked {
+            Ok((job_agent, config)) => {
+                plan.links.push(PlannedLink { job_agent, config });
+                if entry.has_extra_values {
+                    plan.rejects.push(reject(RejectReason::ExtraKeysDropped));
+                }
+            }
+            Err(reason) => plan.rejects.push(reject(reason)),
+        }
+    }
+}
+
+/// `job_agent_id` NULL: a config other than `{}` or null belonged to no agent.
+fn check_orphan_config(job_agent_config: Option<&str>, plan: &mut Plan) {
+    let Some(text) = job_agent_config else { return };
+    let reason = match parse_json(text) {
+        Err(()) => RejectReason::InvalidJson,
+        Ok(value) if is_null(value) || is_empty_object(value) => return,
+        Ok(_) => RejectReason::OrphanConfig,
+    };
+    plan.rejects.push(PlannedReject {
+        column: LegacyColumn::JobAgentConfig,
+        entry_index: None,
+        entry: json_or_string(text),
+        reason,
+    });
+}
+
+/// The checks shared by `job_agent_id` and array entries, in table order:
+/// `invalid_ref`, `unknown_job_agent`, `cross_workspace`, `invalid_config`.
+/// On success, returns the agent and the config text to store.
+fn check_agent_and_config<'f>(
+    agent_ref: Option<Uuid>,
+    config: Option<&RawValue>,
+    deployment: &LegacyDeployment<'_>,
+    agents: &impl Fn(&Uuid) -> Option<&'f AgentFacts>,
+) -> Result<(Uuid, String), RejectReason> {
+    let agent_id = agent_ref.ok_or(RejectReason::InvalidRef)?;
+    let agent = agents(&agent_id).ok_or(RejectReason::UnknownJobAgent)?;
+    if let (Some(ours), Some(theirs)) = (&deployment.workspace_id, &agent.workspace_id)
+        && ours != theirs
+    {
+        return Err(RejectReason::CrossWorkspace);
+    }
+    let config = match config {
+        None => "{}".to_owned(),
+        Some(value) if is_null(value) => "{}".to_owned(),
+        Some(value) if is_object(value) => value.get().to_owned(),
+        Some(_) => return Err(RejectReason::InvalidConfig),
+    };
+    Ok((agent_id, config))
+}
+
+/// `job_agents` after the whole-value checks.
+enum JobAgentsValue<'a> {
+    /// SQL NULL, JSON null, `[]`, or text that was not JSON (already recorded).
+    Empty,
+    Array(Vec<&'a RawValue>),
+    Other(&'a RawValue),
+}
+
+/// Parses the stored `job_agents` text; records `invalid_json` itself.
+fn read_job_agents<'a>(text: Option<&'a str>, plan: &mut Plan) -> JobAgentsValue<'a> {
+    let Some(text) = text else {
+        return JobAgentsValue::Empty;
+    };
+    let Ok(value) = parse_json(text) else {
+        plan.rejects.push(PlannedReject {
+            column: LegacyColumn::JobAgents,
+            entry_index: None,
+            entry: json_or_string(text),
+            reason: RejectReason::InvalidJson,
+        });
+        return JobAgentsValue::Empty;
+    };
+    if is_null(value) {
+        return JobAgentsValue::Empty;
+    }
+    match serde_json::from_str::<Vec<&RawValue>>(value.get()) {
+        Ok(entries) => JobAgentsValue::Array(entries),
+        Err(_) => JobAgentsValue::Other(value),
+    }
+}
+
+/// One element of `job_agents`: an object with a string `ref`, or a bare string.
+struct Entry<'a> {
+    agent_ref: String,
+    config: Option<&'a RawValue>,
+    /// Keys other than `ref` and `config` whose values are not empty.
+    has_extra_values: bool,
+}
+
+impl<'a> Entry<'a> {
+    fn parse(raw: &'a RawValue) -> Result<Self, RejectReason> {
+        if let Ok(agent_ref) = serde_json::from_str::<String>(raw.get()) {
+            return Ok(Self {
+                agent_ref,
+                config: None,
+                has_extra_values: false,
+            });
+        }
+        let mut object: BTreeMap<String, &'a RawValue> =
+            serde_json::from_str(raw.get()).map_err(|_| RejectReason::MalformedEntry)?;
+        let agent_ref = object
+            .remove("ref")
+            .and_then(|value| serde_json::from_str::<String>(value.get()).ok())
+            .ok_or(RejectReason::MalformedEntry)?;
+        let config = object.remove("config");
+        let has_extra_values = object.values().any(|value| !is_empty_value(value));
+        Ok(Self {
+            agent_ref,
+            config,
+            has_extra_values,
+        })
+    }
+
+    /// The referenced agent, if `ref` is a UUID in any form the `uuid` crate reads
+    /// (hyphenated, simple, braced, URN; any case).
+    fn agent_ref(&self) -> Option<Uuid> {
+        Uuid::parse_str(&self.agent_ref).ok()
+    }
+}
+
+/// The reject entry for the `job_agent_id` pair: `{"ref": <id>, "config": <config>}`.
+fn single_agent_entry(job_agent_id: &IdKey, config: Option<&str>) -> String {
+    let config = config.map_or_else(|| "null".to_owned(), json_or_string);
+    let reference = serde_json::to_string(&job_agent_id.to_string()).expect("a string serialises");
+    format!("{{\"ref\":{reference},\"config\":{config}}}")
+}
+
+/// Valid JSON text for `text`: itself when it is JSON, otherwise a JSON string holding it.
+fn json_or_string(text: &str) -> String {
+    match parse_json(text) {
+        Ok(value) => value.get().to_owned(),
+        Err(()) => serde_json::to_string(text).expect("a string serialises"),
+    }
+}
+
+fn parse_json(text: &str) -> Result<&RawValue, ()> {
+    serde_json::from_str::<&RawValue>(text.trim()).map_err(|_| ())
+}
+
+fn is_null(value: &RawValue) -> bool {
+    value.get() == "null"
+}
+
+fn is_object(value: &RawValue) -> bool {
+    value.get().starts_with('{')
+}
+
+fn is_empty_object(value: &RawValue) -> bool {
+    serde_json::from_str::<BTreeMap<String, &RawValue>>(value.get()).is_ok_and(|m| m.is_empty())
+}
+
+/// Null, `""`, `[]` and `{}` carry nothing; anything else would be lost if dropped.
+fn is_empty_value(value: &RawValue) -> bool {
+    match serde_json::from_str::<serde_json::Value>(value.get()) {
+        Ok(serde_json::Value::Null) => true,
+        Ok(serde_json::Value::String(s)) => s.is_empty(),
+        Ok(serde_json::Value::Array(a)) => a.is_empty(),
+        Ok(serde_json::Value::Object(o)) => o.is_empty(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

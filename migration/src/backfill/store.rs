@@ -1,0 +1,271 @@
+//! Reading legacy rows and writing links and rejects, in batches with bound values.
+
+use std::collections::{HashMap, HashSet};
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{DbBackend, QueryResult};
+use uuid::Uuid;
+
+use super::ids::StoredId;
+use super::rules::{AgentFacts, LegacyDeployment, Plan, PlannedReject};
+use crate::dialect::{json_value, read_id, select_id, select_json_text};
+use crate::tables::{BackfillReject, Deployment, DeploymentJobAgent, JobAgent};
+
+/// Rows per multi-row INSERT: far below every backend's bound-parameter limit.
+const ROWS_PER_INSERT: usize = 1_000;
+
+/// Every job agent whose id is a UUID, by that UUID.
+pub struct AgentDirectory {
+    agents: HashMap<Uuid, (StoredId, AgentFacts)>,
+}
+
+impl AgentDirectory {
+    pub async fn load<C: ConnectionTrait>(conn: &C) -> Result<Self, DbErr> {
+        let backend = conn.get_database_backend();
+        let mut query = Query::select();
+        query
+            .exprs(select_id(backend, JobAgent::Table, JobAgent::Id))
+            .exprs(select_id(backend, JobAgent::Table, JobAgent::WorkspaceId))
+            .from(JobAgent::Table);
+        let mut agents = HashMap::new();
+        for row in conn.query_all(&query).await? {
+            let mut index = 0;
+            let id = read_id(backend, &row, &mut index)?.ok_or_else(null_id)?;
+            let workspace_id = read_id(backend, &row, &mut index)?.map(|w| w.key());
+            if let Some(uuid) = id.key().uuid() {
+                agents.insert(uuid, (id, AgentFacts { workspace_id }));
+            }
+        }
+        Ok(Self { agents })
+    }
+
+    pub fn facts(&self, id: &Uuid) -> Option<&AgentFacts> {
+        self.agents.get(id).map(|(_, facts)| facts)
+    }
+
+    fn stored_id(&self, id: &Uuid) -> &StoredId {
+        &self.agents[id].0
+    }
+}
+
+/// A `deployment` row's legacy columns, as stored.
+pub struct LegacyRow {
+    pub id: StoredId,
+    workspace_id: Option<StoredId>,
+    job_agent_id: Option<StoredId>,
+    job_agent_config: Option<String>,
+    job_agents: Option<String>,
+}
+
+impl LegacyRow {
+    fn decode(backend: DbBackend, row: &QueryResult) -> Result<Self, DbErr> {
+        let mut index = 0;
+        let id = read_id(backend, row, &mut index)?.ok_or_else(null_id)?;
+        let workspace_id = read_id(backend, row, &mut index)?;
+        let job_agent_id = read_id(backend, row, &mut index)?;
+        Ok(Self {
+            id,
+            workspace_id,
+            job_agent_id,
+            job_agent_config: row.try_get_by_index(index)?,
+            job_agents: row.try_get_by_index(index + 1)?,
+        })
+    }
+
+    pub fn as_legacy(&self) -> LegacyDeployment<'_> {
+        LegacyDeployment {
+            workspace_id: self.workspace_id.as_ref().map(StoredId::key),
+            job_agent_id: self.job_agent_id.as_ref().map(StoredId::key),
+            job_agent_config: self.job_agent_config.as_deref(),
+            job_agents: self.job_agents.as_deref(),
+        }
+    }
+}
+
+/// The next `limit` deployments after `after`, in id order.
+pub async fn read_deployments<C: ConnectionTrait>(
+    conn: &C,
+    after: Option<&StoredId>,
+    limit: u64,
+) -> Result<Vec<LegacyRow>, DbErr> {
+    let backend = conn.get_database_backend();
+    let mut query = Query::select();
+    query
+        .exprs(select_id(backend, Deployment::Table, Deployment::Id))
+        .exprs(select_id(backend, Deployment::Table, Deployment::WorkspaceId))
+        .exprs(select_id(backend, Deployment::Table, Deployment::JobAgentId))
+        .expr(select_json_text(backend, Deployment::Table, Deployment::JobAgentConfig))
+        .expr(select_json_text(backend, Deployment::Table, Deployment::JobAgents))
+        .from(Deployment::Table)
+        .order_by((Deployment::Table, Deployment::Id), Order::Asc)
+        .limit(limit);
+    if let Some(after) = after {
+        query.and_where(Expr::col((Deployment::Table, Deployment::Id)).gt(after.to_value()));
+    }
+    let rows = conn.query_all(&query).await?;
+    rows.iter().map(|row| LegacyRow::decode(backend, row)).collect()
+}
+
+/// One deployment's id and what the rules made of it.
+pub struct PlannedDeployment {
+    pub id: StoredId,
+    pub plan: Plan,
+}
+
+/// Replaces the links of these deployments and records their rejects not yet recorded.
+pub async fn write_plans<C: ConnectionTrait>(
+    conn: &C,
+    planned: &[PlannedDeployment],
+    agents: &AgentDirectory,
+) -> Result<(), DbErr> {
+    let backend = conn.get_database_backend();
+    let ids = planned.iter().map(|p| p.id.to_value());
+    conn.execute(
+        Query::delete()
+            .from_table(DeploymentJobAgent::Table)
+            .and_where(Expr::col(DeploymentJobAgent::DeploymentId).is_in(ids)),
+    )
+    .await?;
+
+    let links: Vec<Vec<Expr>> = planned
+        .iter()
+        .flat_map(|p| p.plan.links.iter().map(move |link| (p, link)))
+        .map(|(p, link)| {
+            vec![
+                Expr::val(p.id.to_value()),
+                Expr::val(agents.stored_id(&link.job_agent).to_value()),
+                json_value(backend, link.config.clone()),
+            ]
+        })
+        .collect();
+    let link_columns = [
+        DeploymentJobAgent::DeploymentId,
+        DeploymentJobAgent::JobAgentId,
+        DeploymentJobAgent::Config,
+    ];
+    insert_rows(conn, DeploymentJobAgent::Table, link_columns, links).await?;
+
+    let recorded = RecordedRejects::load(conn, planned).await?;
+    let rejects: Vec<Vec<Expr>> = planned
+        .iter()
+        .flat_map(|p| p.plan.rejects.iter().map(move |reject| (p, reject)))
+        .filter(|(p, reject)| !recorded.contains(&p.id, reject))
+        .map(|(p, reject)| {
+            vec![
+                Expr::val(p.id.to_value()),
+                Expr::val(reject.column.as_str()),
+                Expr::val(reject.entry_index),
+                json_value(backend, reject.entry.clone()),
+                Expr::val(reject.reason.as_str()),
+            ]
+        })
+        .collect();
+    let reject_columns = [
+        BackfillReject::DeploymentId,
+        BackfillReject::LegacyColumn,
+        BackfillReject::EntryIndex,
+        BackfillReject::Entry,
+        BackfillReject::Reason,
+    ];
+    insert_rows(conn, BackfillReject::Table, reject_columns, rejects).await
+}
+
+async fn insert_rows<C: ConnectionTrait, T: IntoIden, I: IntoIden + Copy>(
+    conn: &C,
+    table: T,
+    columns: impl IntoIterator<Item = I> + Clone,
+    rows: Vec<Vec<Expr>>,
+) -> Result<(), DbErr> {
+    let table = table.into_iden();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut insert = Query::insert();
+        insert.into_table(table.clone()).columns(columns.clone());
+        for row in rows.by_ref().take(ROWS_PER_INSERT) {
+            insert.values_panic(row);
+        }
+        conn.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+/// The reject rows already recorded for a batch, so a rerun adds none twice.
+struct RecordedRejects {
+    /// (deployment, legacy column, entry index, reason) → entries, compared as JSON values.
+    entries: HashMap<(StoredId, String, Option<i64>, String), HashSet<String>>,
+}
+
+impl RecordedRejects {
+    async fn load<C: ConnectionTrait>(
+        conn: &C,
+        planned: &[PlannedDeployment],
+    ) -> Result<Self, DbErr> {
+        let mut entries: HashMap<_, HashSet<String>> = HashMap::new();
+        let ids: Vec<Value> = (planned.iter())
+            .filter(|p| !p.plan.rejects.is_empty())
+            .map(|p| p.id.to_value())
+            .collect();
+        if ids.is_empty() {
+            return Ok(Self { entries });
+        }
+        let backend = conn.get_database_backend();
+        let mut query = Query::select();
+        query
+            .exprs(select_id(backend, BackfillReject::Table, BackfillReject::DeploymentId))
+            .columns([
+                BackfillReject::LegacyColumn,
+                BackfillReject::EntryIndex,
+                BackfillReject::Reason,
+            ])
+            .expr(select_json_text(backend, BackfillReject::Table, BackfillReject::Entry))
+            .from(BackfillReject::Table)
+            .and_where(Expr::col(BackfillReject::DeploymentId).is_in(ids));
+        for row in conn.query_all(&query).await? {
+            let mut index = 0;
+            let id = read_id(backend, &row, &mut index)?.ok_or_else(null_id)?;
+            let column: String = row.try_get_by_index(index)?;
+            let entry_index: Option<i32> = row.try_get_by_index(index + 1)?;
+            let reason: String = row.try_get_by_index(index + 2)?;
+            let entry: String = row.try_get_by_index(index + 3)?;
+            let key = (id, column, entry_index.map(i64::from), reason);
+            entries.entry(key).or_default().insert(canonical_json(&entry));
+        }
+        Ok(Self { entries })
+    }
+
+    fn contains(&self, deployment: &StoredId, reject: &PlannedReject) -> bool {
+        let key = (
+            deployment.clone(),
+            reject.column.as_str().to_owned(),
+            reject.entry_index,
+            reject.reason.as_str().to_owned(),
+        );
+        self.entries
+            .get(&key)
+            .is_some_and(|entries| entries.contains(&canonical_json(&reject.entry)))
+    }
+}
+
+/// One spelling per JSON value (keys sorted, no spaces), so entries compare as documents
+/// whatever formatting the database applied when it stored them.
+fn canonical_json(text: &str) -> String {
+    fn sorted(value: serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(object) => {
+                let mut entries: Vec<_> = object.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                entries.into_iter().map(|(k, v)| (k, sorted(v))).collect()
+            }
+            serde_json::Value::Array(items) => items.into_iter().map(sorted).collect(),
+            other => other,
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => sorted(value).to_string(),
+        Err(_) => text.to_owned(),
+    }
+}
+
+fn null_id() -> DbErr {
+    DbErr::Migration("a row has a NULL primary key id".to_owned())
+}

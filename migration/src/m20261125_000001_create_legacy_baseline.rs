@@ -1,0 +1,108 @@
+//! Baseline: the legacy tables, created only where they do not exist yet.
+//!
+//! A database that already has them (with any extra columns) is left exactly as it is, so
+//! platform teams can adopt the migrator on years-old databases. On a new database this
+//! creates the legacy shape, which is what the later migrations move away from.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+use crate::tables::{Deployment, JobAgent, Workspace};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.create_table(workspace()).await?;
+        manager.create_table(job_agent()).await?;
+        manager.create_table(deployment(manager.get_database_backend())).await
+    }
+
+    /// Drops the legacy tables, but only when all of them are empty: a rollback must never
+    /// destroy data silently.
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let tables = ["deployment", "job_agent", "workspace"];
+        for table in tables {
+            if manager.has_table(table).await? && has_rows(manager, table).await? {
+                return Err(DbErr::Migration(format!(
+                    "refusing to roll back the baseline: table `{table}` holds rows; \
+                     empty or back it up and drop it yourself"
+                )));
+            }
+        }
+        for table in tables {
+            manager
+                .drop_table(Table::drop().table(Alias::new(table)).if_exists().to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn has_rows(manager: &SchemaManager<'_>, table: &'static str) -> Result<bool, DbErr> {
+    let query = Query::select()
+        .expr(Expr::val(1))
+        .from(Alias::new(table))
+        .limit(1)
+        .to_owned();
+    Ok(manager.get_connection().query_one(&query).await?.is_some())
+}
+
+fn workspace() -> TableCreateStatement {
+    Table::create()
+        .table(Workspace::Table)
+        .if_not_exists()
+        .col(ColumnDef::new(Workspace::Id).uuid().not_null().primary_key())
+        .col(ColumnDef::new(Workspace::Name).text().not_null())
+        .to_owned()
+}
+
+fn job_agent() -> TableCreateStatement {
+    Table::create()
+        .table(JobAgent::Table)
+        .if_not_exists()
+        .col(ColumnDef::new(JobAgent::Id).uuid().not_null().primary_key())
+        .col(ColumnDef::new(JobAgent::WorkspaceId).uuid().null())
+        .col(ColumnDef::new(JobAgent::Name).text().not_null())
+        .foreign_key(
+            ForeignKey::create()
+                .name("fk_job_agent_workspace")
+                .from(JobAgent::Table, JobAgent::WorkspaceId)
+                .to(Workspace::Table, Workspace::Id),
+        )
+        .to_owned()
+}
+
+fn deployment(backend: DbBackend) -> TableCreateStatement {
+    let mut id = ColumnDef::new(Deployment::Id);
+    id.uuid().not_null().primary_key();
+    if backend == DbBackend::Postgres {
+        // Built into PostgreSQL 13+, unlike uuid_generate_v4() from the uuid-ossp extension.
+        id.default(Expr::cust("gen_random_uuid()"));
+    }
+    Table::create()
+        .table(Deployment::Table)
+        .if_not_exists()
+        .col(id)
+        .col(ColumnDef::new(Deployment::Name).text().not_null())
+        .col(ColumnDef::new(Deployment::JobAgentId).uuid().null())
+        .col(ColumnDef::new(Deployment::JobAgentConfig).json_binary().not_null())
+        .col(ColumnDef::new(Deployment::ResourceSelector).text().null())
+        .col(ColumnDef::new(Deployment::WorkspaceId).uuid().null())
+        .col(ColumnDef::new(Deployment::JobAgents).json_binary().not_null())
+        .foreign_key(
+            ForeignKey::create()
+                .name("fk_deployment_job_agent_id")
+                .from(Deployment::Table, Deployment::JobAgentId)
+                .to(JobAgent::Table, JobAgent::Id),
+        )
+        .foreign_key(
+            ForeignKey::create()
+                .name("fk_deployment_workspace")
+                .from(Deployment::Table, Deployment::WorkspaceId)
+                .to(Workspace::Table, Workspace::Id),
+        )
+        .to_owned()
+}

@@ -1,0 +1,139 @@
+//! Creates the join table `deployment_job_agent`, its reverse-lookup index, and the table
+//! where the backfill records what it could not carry over.
+//!
+//! The id columns copy the parents' declared types (`uuid`, `BINARY(16)`, `CHAR(36)`, …), so
+//! the foreign keys hold on databases whose legacy tables were built by hand. Every step is
+//! idempotent: MariaDB commits DDL as it goes, so a rerun must finish a half-done `up`.
+
+use sea_orm_migration::prelude::*;
+
+use crate::dialect::column_type;
+use crate::tables::{
+    BackfillReject, Deployment, DeploymentJobAgent, JOB_AGENT_ID_INDEX, JobAgent,
+    REJECT_DEPLOYMENT_INDEX,
+};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let conn = manager.get_connection();
+        let deployment_id = column_type(conn, "deployment", "id").await?;
+        let job_agent_id = column_type(conn, "job_agent", "id").await?;
+
+        manager
+            .create_table(join_table(&deployment_id, &job_agent_id))
+            .await?;
+        create_index_once(
+            manager,
+            "deployment_job_agent",
+            JOB_AGENT_ID_INDEX,
+            Index::create()
+                .name(JOB_AGENT_ID_INDEX)
+                .table(DeploymentJobAgent::Table)
+                .col(DeploymentJobAgent::JobAgentId)
+                .to_owned(),
+        )
+        .await?;
+        manager.create_table(reject_table(&deployment_id)).await?;
+        create_index_once(
+            manager,
+            "deployment_job_agent_backfill_reject",
+            REJECT_DEPLOYMENT_INDEX,
+            Index::create()
+                .name(REJECT_DEPLOYMENT_INDEX)
+                .table(BackfillReject::Table)
+                .col(BackfillReject::DeploymentId)
+                .to_owned(),
+        )
+        .await
+    }
+
+    /// Drops the join table. The reject table stays: it is the only record of legacy values
+    /// that were never linked, and a later `up` adds to it without duplicating rows.
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(
+                Table::drop()
+                    .table(DeploymentJobAgent::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+fn join_table(deployment_id: &str, job_agent_id: &str) -> TableCreateStatement {
+    Table::create()
+        .table(DeploymentJobAgent::Table)
+        .if_not_exists()
+        .col(id_column(DeploymentJobAgent::DeploymentId, deployment_id))
+        .col(id_column(DeploymentJobAgent::JobAgentId, job_agent_id))
+        .col(
+            ColumnDef::new(DeploymentJobAgent::Config)
+                .json_binary()
+                .not_null()
+                .default("{}"),
+        )
+        .primary_key(
+            Index::create()
+                .col(DeploymentJobAgent::DeploymentId)
+                .col(DeploymentJobAgent::JobAgentId),
+        )
+        .foreign_key(
+            ForeignKey::create()
+                .name("fk_deployment_job_agent_deployment")
+                .from(DeploymentJobAgent::Table, DeploymentJobAgent::DeploymentId)
+                .to(Deployment::Table, Deployment::Id)
+                .on_delete(ForeignKeyAction::Cascade),
+        )
+        .foreign_key(
+            ForeignKey::create()
+                .name("fk_deployment_job_agent_job_agent")
+                .from(DeploymentJobAgent::Table, DeploymentJobAgent::JobAgentId)
+                .to(JobAgent::Table, JobAgent::Id)
+                .on_delete(ForeignKeyAction::Cascade),
+        )
+        .to_owned()
+}
+
+/// One row per legacy value not carried over whole. No foreign key on `deployment_id`: the
+/// record outlives the deployment it describes.
+fn reject_table(deployment_id: &str) -> TableCreateStatement {
+    Table::create()
+        .table(BackfillReject::Table)
+        .if_not_exists()
+        .col(
+            ColumnDef::new(BackfillReject::Id)
+                .big_integer()
+                .not_null()
+                .auto_increment()
+                .primary_key(),
+        )
+        .col(id_column(BackfillReject::DeploymentId, deployment_id))
+        .col(ColumnDef::new(BackfillReject::LegacyColumn).string_len(32).not_null())
+        .col(ColumnDef::new(BackfillReject::EntryIndex).integer().null())
+        .col(ColumnDef::new(BackfillReject::Entry).json_binary().not_null())
+        .col(ColumnDef::new(BackfillReject::Reason).string_len(32).not_null())
+        .to_owned()
+}
+
+fn id_column(name: impl IntoIden, declared_type: &str) -> ColumnDef {
+    ColumnDef::new_with_type(name, ColumnType::custom(declared_type.to_owned()))
+        .not_null()
+        .to_owned()
+}
+
+async fn create_index_once(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    name: &str,
+    index: IndexCreateStatement,
+) -> Result<(), DbErr> {
+    if manager.has_index(table, name).await? {
+        return Ok(());
+    }
+    manager.create_index(index).await
+}

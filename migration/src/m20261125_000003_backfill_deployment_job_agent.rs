@@ -1,0 +1,34 @@
+//! Backfills `deployment_job_agent` from the legacy columns, by the rules in
+//! [`crate::backfill::rules`].
+//!
+//! It manages its own transactions (one per batch) instead of one around the whole table,
+//! so a large live table is never locked for the length of the backfill, and a rerun after
+//! a crash picks up where the data says it should.
+
+use sea_orm_migration::prelude::*;
+
+use crate::backfill::backfill_all;
+use crate::tables::DeploymentJobAgent;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        backfill_all(manager.get_connection()).await.map(|_| ())
+    }
+
+    /// Removes the links the backfill wrote. The legacy columns still hold (or, after the
+    /// drop migration's `down`, hold again) what the links said. Reject rows are kept.
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let delete = Query::delete()
+            .from_table(DeploymentJobAgent::Table)
+            .to_owned();
+        manager.get_connection().execute(&delete).await.map(|_| ())
+    }
+
+    fn use_transaction(&self) -> Option<bool> {
+        Some(false)
+    }
+}

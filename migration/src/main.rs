@@ -1,0 +1,110 @@
+//! The migration command: `up`, `down`, `status`, `fresh`, `refresh`, `reset`, as
+//! `sea-orm-cli migrate` expects, with a SQLite file as the default database.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use migration::{Migrator, MigratorTrait};
+use sea_orm_migration::sea_orm::{ConnectOptions, Database};
+use tracing_subscriber::EnvFilter;
+
+/// Used when neither `-u` nor `DATABASE_URL` names a database.
+const DEFAULT_DATABASE_URL: &str = "sqlite://./deployments.sqlite?mode=rwc";
+
+#[derive(Parser)]
+#[command(version, about = "Moves deployment job agents into deployment_job_agent")]
+struct Cli {
+    /// Show debug messages.
+    #[arg(short = 'v', long, global = true)]
+    verbose: bool,
+
+    /// PostgreSQL schema (ignored by MySQL and SQLite).
+    #[arg(short = 's', long, global = true, env = "DATABASE_SCHEMA")]
+    database_schema: Option<String>,
+
+    /// Database URL; a SQLite file in the current directory when not given.
+    #[arg(short = 'u', long, global = true, env = "DATABASE_URL")]
+    database_url: Option<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Drop all tables from the database, then reapply all migrations.
+    Fresh,
+    /// Roll back all applied migrations, then reapply all migrations.
+    Refresh,
+    /// Roll back all applied migrations.
+    Reset,
+    /// Show the status of all migrations.
+    Status,
+    /// Apply pending migrations.
+    Up {
+        /// Number of pending migrations to apply.
+        #[arg(short, long)]
+        num: Option<u32>,
+    },
+    /// Roll back applied migrations.
+    Down {
+        /// Number of applied migrations to roll back.
+        #[arg(short, long, default_value = "1")]
+        num: u32,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let url = match cli.database_url {
+        Some(url) => url,
+        None => {
+            println!("No DATABASE_URL or -u given: using the SQLite file ./deployments.sqlite");
+            DEFAULT_DATABASE_URL.to_owned()
+        }
+    };
+    let mut options = ConnectOptions::new(url);
+    options.sqlx_logging(cli.verbose);
+    if let Some(schema) = cli.database_schema {
+        options.set_schema_search_path(schema);
+    }
+    match run(options, cli.command.unwrap_or(Command::Up { num: None })).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: ConnectOptions, command: Command) -> Result<(), String> {
+    let db = Database::connect(options)
+        .await
+        .map_err(|e| format!("cannot connect to the database: {e}"))?;
+    let result = match command {
+        Command::Fresh => Migrator::fresh(&db).await,
+        Command::Refresh => Migrator::refresh(&db).await,
+        Command::Reset => Migrator::reset(&db).await,
+        Command::Status => Migrator::status(&db).await,
+        Command::Up { num } => Migrator::up(&db, num).await,
+        Command::Down { num } => Migrator::down(&db, Some(num)).await,
+    };
+    result.map_err(|e| e.to_string())
+}
+
+/// Info for this crate and the migrator (which migration runs, the backfill summary);
+/// `-v` or `RUST_LOG` for more.
+fn init_tracing(verbose: bool) {
+    let default = match verbose {
+        true => "debug",
+        false => "info,sqlx=warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+}

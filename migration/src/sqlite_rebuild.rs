@@ -1,0 +1,240 @@
+//! Dropping columns on SQLite by rebuilding the table.
+//!
+//! SQLite refuses `DROP COLUMN` for a column in a foreign key or index, so the legacy
+//! columns go the documented way: create the new table, copy, drop the old one, rename.
+//! With foreign keys enforced, dropping the old table would first delete every row that
+//! references it through `ON DELETE CASCADE` (all the links), so enforcement is switched
+//! off for the rebuild, checked to really be off, and switched back on afterwards. The new
+//! table is described from SQLite's own catalogue (columns, primary key, foreign keys,
+//! unique constraints, indexes), so extra columns of a hand-built table survive.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{DbBackend, Statement, TransactionSession, TransactionTrait};
+
+/// Removes `dropped` columns from `table`, keeping everything else. Does nothing when none
+/// of them is there any more, so a rerun is harmless.
+pub async fn drop_columns<C>(conn: &C, table: &str, dropped: &[&str]) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let columns = table_columns(conn, table).await?;
+    if !columns.iter().any(|c| dropped.contains(&c.name.as_str())) {
+        return Ok(());
+    }
+    conn.execute_unprepared("PRAGMA foreign_keys = OFF").await?;
+    let rebuilt = rebuild(conn, table, &columns, dropped).await;
+    let restored = conn.execute_unprepared("PRAGMA foreign_keys = ON").await;
+    rebuilt.and(restored.map(|_| ()))
+}
+
+async fn rebuild<C>(
+    conn: &C,
+    table: &str,
+    columns: &[TableColumn],
+    dropped: &[&str],
+) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = conn.begin().await?;
+    let enforced: i32 = query_rows(&txn, "PRAGMA foreign_keys", vec![]).await?[0].try_get_by_index(0)?;
+    if enforced != 0 {
+        return Err(DbErr::Migration(
+            "SQLite still enforces foreign keys on the connection that would rebuild \
+             `deployment`; connect with a single-connection pool (the default)"
+                .to_owned(),
+        ));
+    }
+    let kept: Vec<&TableColumn> = columns
+        .iter()
+        .filter(|c| !dropped.contains(&c.name.as_str()))
+        .collect();
+    let staging = format!("{table}__rebuild");
+    let mut definition: Vec<String> = kept.iter().map(|c| c.definition()).collect();
+    definition.extend(primary_key(&kept));
+    definition.extend(foreign_keys(&txn, table, dropped).await?);
+    let indexes = indexes(&txn, table, dropped).await?;
+    definition.extend(indexes.unique_constraints);
+    let names = kept.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ");
+
+    let statements = [
+        format!("CREATE TABLE {} ({})", quote(&staging), definition.join(", ")),
+        format!("INSERT INTO {} ({names}) SELECT {names} FROM {}", quote(&staging), quote(table)),
+        format!("DROP TABLE {}", quote(table)),
+        format!("ALTER TABLE {} RENAME TO {}", quote(&staging), quote(table)),
+    ];
+    for sql in statements.iter().chain(&indexes.create_statements) {
+        txn.execute_unprepared(sql).await?;
+    }
+    let violations = query_rows(&txn, "PRAGMA foreign_key_check", vec![]).await?;
+    if !violations.is_empty() {
+        return Err(DbErr::Migration(format!(
+            "rebuilding `{table}` would leave {} foreign key violations; nothing was changed",
+            violations.len()
+        )));
+    }
+    txn.commit().await
+}
+
+/// A column as `pragma_table_info` describes it.
+pub struct TableColumn {
+    pub name: String,
+    declared_type: String,
+    not_null: bool,
+    default: Option<String>,
+    primary_key_position: i32,
+}
+
+impl TableColumn {
+    fn definition(&self) -> String {
+        let mut sql = quote(&self.name);
+        if !self.declared_type.is_empty() {
+            sql.push(' ');
+            sql.push_str(&self.declared_type);
+        }
+        if self.not_null {
+            sql.push_str(" NOT NULL");
+        }
+        if let Some(default) = &self.default {
+            // The catalogue keeps the default as the SQL text it was declared with.
+            sql.push_str(" DEFAULT ");
+            sql.push_str(default);
+        }
+        sql
+    }
+}
+
+pub async fn table_columns<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+) -> Result<Vec<TableColumn>, DbErr> {
+    let sql = "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid";
+    let rows = query_rows(conn, sql, vec![table.into()]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(TableColumn {
+                name: row.try_get_by_index(0)?,
+                declared_type: row.try_get_by_index(1)?,
+                not_null: row.try_get_by_index::<i32>(2)? != 0,
+                default: row.try_get_by_index(3)?,
+                primary_key_position: row.try_get_by_index(4)?,
+            })
+        })
+        .collect()
+}
+
+fn primary_key(columns: &[&TableColumn]) -> Option<String> {
+    let mut key: Vec<&&TableColumn> = columns.iter().filter(|c| c.primary_key_position > 0).collect();
+    key.sort_by_key(|c| c.primary_key_position);
+    (!key.is_empty()).then(|| {
+        let names: Vec<String> = key.iter().map(|c| quote(&c.name)).collect();
+        format!("PRIMARY KEY ({})", names.join(", "))
+    })
+}
+
+/// The table's foreign keys, except those on a dropped column.
+async fn foreign_keys(
+    txn: &impl ConnectionTrait,
+    table: &str,
+    dropped: &[&str],
+) -> Result<Vec<String>, DbErr> {
+    let sql = "SELECT id, \"table\", \"from\", \"to\", on_update, on_delete \
+               FROM pragma_foreign_key_list(?) ORDER BY id, seq";
+    let rows = query_rows(txn, sql, vec![table.into()]).await?;
+    let mut keys: Vec<(i32, String, Vec<String>, Vec<Option<String>>, String, String)> = vec![];
+    for row in &rows {
+        let id: i32 = row.try_get_by_index(0)?;
+        if keys.last().is_none_or(|k| k.0 != id) {
+            keys.push((
+                id,
+                row.try_get_by_index(1)?,
+                vec![],
+                vec![],
+                row.try_get_by_index(4)?,
+                row.try_get_by_index(5)?,
+            ));
+        }
+        let key = keys.last_mut().expect("pushed above");
+        key.2.push(row.try_get_by_index(2)?);
+        key.3.push(row.try_get_by_index(3)?);
+    }
+    Ok(keys
+        .into_iter()
+        .filter(|(_, _, from, ..)| !from.iter().any(|c| dropped.contains(&c.as_str())))
+        .map(|(_, parent, from, to, on_update, on_delete)| {
+            let from: Vec<String> = from.iter().map(|c| quote(c)).collect();
+            // A NULL target column means the parent's primary key.
+            let to: Vec<String> = to.iter().flatten().map(|c| quote(c)).collect();
+            let to = match to.is_empty() {
+                true => String::new(),
+                false => format!("({})", to.join(", ")),
+            };
+            format!(
+                "FOREIGN KEY ({}) REFERENCES {}{to} ON UPDATE {on_update} ON DELETE {on_delete}",
+                from.join(", "),
+                quote(&parent)
+            )
+        })
+        .collect())
+}
+
+struct TableIndexes {
+    /// `UNIQUE (…)` clauses for unique constraints declared in the table.
+    unique_constraints: Vec<String>,
+    /// `CREATE INDEX` statements to run again after the rename.
+    create_statements: Vec<String>,
+}
+
+/// The table's indexes and unique constraints, except those that cover a dropped column.
+async fn indexes(
+    txn: &impl ConnectionTrait,
+    table: &str,
+    dropped: &[&str],
+) -> Result<TableIndexes, DbErr> {
+    let sql = "SELECT l.name, l.origin, m.sql FROM pragma_index_list(?) l \
+               LEFT JOIN sqlite_master m ON m.type = 'index' AND m.name = l.name";
+    let mut found = TableIndexes {
+        unique_constraints: vec![],
+        create_statements: vec![],
+    };
+    for row in query_rows(txn, sql, vec![table.into()]).await? {
+        let name: String = row.try_get_by_index(0)?;
+        let origin: String = row.try_get_by_index(1)?;
+        let create: Option<String> = row.try_get_by_index(2)?;
+        let columns: Vec<Option<String>> = query_rows(
+            txn,
+            "SELECT name FROM pragma_index_info(?) ORDER BY seqno",
+            vec![name.into()],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get_by_index(0))
+        .collect::<Result<_, _>>()?;
+        if columns.iter().flatten().any(|c| dropped.contains(&c.as_str())) {
+            continue;
+        }
+        match (origin.as_str(), create) {
+            ("u", _) => {
+                let names: Vec<String> = columns.iter().flatten().map(|c| quote(c)).collect();
+                found.unique_constraints.push(format!("UNIQUE ({})", names.join(", ")));
+            }
+            (_, Some(create)) => found.create_statements.push(create),
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
+async fn query_rows<C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Vec<sea_orm_migration::sea_orm::QueryResult>, DbErr> {
+    conn.query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values))
+        .await
+}
+
+/// An SQLite identifier, quoted.
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}

@@ -1,0 +1,58 @@
+//! Table and column names, frozen here for the migrations.
+//!
+//! The migrations never import the `entity` crate: they must mean the same thing forever,
+//! whatever the entities become. These identifiers are the only shared vocabulary.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveIden, Clone, Copy)]
+pub enum Workspace {
+    Table,
+    Id,
+    Name,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+pub enum JobAgent {
+    Table,
+    Id,
+    WorkspaceId,
+    Name,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+pub enum Deployment {
+    Table,
+    Id,
+    Name,
+    JobAgentId,
+    JobAgentConfig,
+    ResourceSelector,
+    WorkspaceId,
+    JobAgents,
+}
+
+#[derive(DeriveIden, Clone, Copy)]
+pub enum DeploymentJobAgent {
+    Table,
+    DeploymentId,
+    JobAgentId,
+    Config,
+}
+
+/// Where the backfill records every legacy value it did not carry over whole.
+#[derive(DeriveIden, Clone, Copy)]
+pub enum BackfillReject {
+    #[sea_orm(iden = "deployment_job_agent_backfill_reject")]
+    Table,
+    Id,
+    DeploymentId,
+    LegacyColumn,
+    EntryIndex,
+    Entry,
+    Reason,
+}
+
+/// Index names, so `down` drops exactly what `up` created.
+pub const JOB_AGENT_ID_INDEX: &str = "deployment_job_agent_job_agent_id_idx";
+pub const REJECT_DEPLOYMENT_INDEX: &str = "deployment_job_agent_backfill_reject_deployment_id_idx";
