@@ -31,7 +31,9 @@ pub fn read_id(
     index: &mut usize,
 ) -> Result<Option<StoredId>, DbErr> {
     let id = match backend {
-        DbBackend::Postgres => row.try_get_by_index::<Option<Uuid>>(*index)?.map(StoredId::Uuid),
+        DbBackend::Postgres => row
+            .try_get_by_index::<Option<Uuid>>(*index)?
+            .map(StoredId::Uuid),
         DbBackend::Sqlite => {
             let storage: String = row.try_get_by_index(*index)?;
             *index += 1;
@@ -130,7 +132,11 @@ mod tests {
 
     #[test]
     fn declared_types_are_accepted_and_anything_else_refused() {
-        for ok in ["uuid", "binary(16)", "char(36) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"] {
+        for ok in [
+            "uuid",
+            "binary(16)",
+            "char(36) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        ] {
             assert!(is_plain_type_name(ok), "{ok}");
         }
         for bad in ["text); DROP TABLE x; --", "varchar(36) DEFAULT 'x'", "a\"b"] {

@@ -17,7 +17,9 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.create_table(workspace()).await?;
         manager.create_table(job_agent()).await?;
-        manager.create_table(deployment(manager.get_database_backend())).await
+        manager
+            .create_table(deployment(manager.get_database_backend()))
+            .await
     }
 
     /// Drops the legacy tables, but only when all of them are empty: a rollback must never
@@ -34,7 +36,12 @@ impl MigrationTrait for Migration {
         }
         for table in tables {
             manager
-                .drop_table(Table::drop().table(Alias::new(table)).if_exists().to_owned())
+                .drop_table(
+                    Table::drop()
+                        .table(Alias::new(table))
+                        .if_exists()
+                        .to_owned(),
+                )
                 .await?;
         }
         Ok(())
@@ -54,7 +61,12 @@ fn workspace() -> TableCreateStatement {
     Table::create()
         .table(Workspace::Table)
         .if_not_exists()
-        .col(ColumnDef::new(Workspace::Id).uuid().not_null().primary_key())
+        .col(
+            ColumnDef::new(Workspace::Id)
+                .uuid()
+                .not_null()
+                .primary_key(),
+        )
         .col(ColumnDef::new(Workspace::Name).text().not_null())
         .to_owned()
 }
@@ -88,10 +100,18 @@ fn deployment(backend: DbBackend) -> TableCreateStatement {
         .col(id)
         .col(ColumnDef::new(Deployment::Name).text().not_null())
         .col(ColumnDef::new(Deployment::JobAgentId).uuid().null())
-        .col(ColumnDef::new(Deployment::JobAgentConfig).json_binary().not_null())
+        .col(
+            ColumnDef::new(Deployment::JobAgentConfig)
+                .json_binary()
+                .not_null(),
+        )
         .col(ColumnDef::new(Deployment::ResourceSelector).text().null())
         .col(ColumnDef::new(Deployment::WorkspaceId).uuid().null())
-        .col(ColumnDef::new(Deployment::JobAgents).json_binary().not_null())
+        .col(
+            ColumnDef::new(Deployment::JobAgents)
+                .json_binary()
+                .not_null(),
+        )
         .foreign_key(
             ForeignKey::create()
                 .name("fk_deployment_job_agent_id")

@@ -113,10 +113,22 @@ fn reject_table(deployment_id: &str) -> TableCreateStatement {
                 .primary_key(),
         )
         .col(id_column(BackfillReject::DeploymentId, deployment_id))
-        .col(ColumnDef::new(BackfillReject::LegacyColumn).string_len(32).not_null())
+        .col(
+            ColumnDef::new(BackfillReject::LegacyColumn)
+                .string_len(32)
+                .not_null(),
+        )
         .col(ColumnDef::new(BackfillReject::EntryIndex).integer().null())
-        .col(ColumnDef::new(BackfillReject::Entry).json_binary().not_null())
-        .col(ColumnDef::new(BackfillReject::Reason).string_len(32).not_null())
+        .col(
+            ColumnDef::new(BackfillReject::Entry)
+                .json_binary()
+                .not_null(),
+        )
+        .col(
+            ColumnDef::new(BackfillReject::Reason)
+                .string_len(32)
+                .not_null(),
+        )
         .to_owned()
 }
 

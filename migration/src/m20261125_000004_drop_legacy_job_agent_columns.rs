@@ -65,7 +65,9 @@ impl MigrationTrait for Migration {
                         .to_col(JobAgent::Id),
                 );
             }
-            manager.alter_table(alter.add_column(column).to_owned()).await?;
+            manager
+                .alter_table(alter.add_column(column).to_owned())
+                .await?;
         }
         for (column, default) in [
             (Deployment::JobAgentConfig, "{}"),
@@ -75,7 +77,12 @@ impl MigrationTrait for Migration {
                 let mut def = ColumnDef::new(column);
                 def.json_binary().not_null().default(default);
                 manager
-                    .alter_table(Table::alter().table(Deployment::Table).add_column(def).to_owned())
+                    .alter_table(
+                        Table::alter()
+                            .table(Deployment::Table)
+                            .add_column(def)
+                            .to_owned(),
+                    )
                     .await?;
             }
         }

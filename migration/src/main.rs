@@ -12,7 +12,10 @@ use tracing_subscriber::EnvFilter;
 const DEFAULT_DATABASE_URL: &str = "sqlite://./deployments.sqlite?mode=rwc";
 
 #[derive(Parser)]
-#[command(version, about = "Moves deployment job agents into deployment_job_agent")]
+#[command(
+    version,
+    about = "Moves deployment job agents into deployment_job_agent"
+)]
 struct Cli {
     /// Show debug messages.
     #[arg(short = 'v', long, global = true)]

@@ -37,7 +37,8 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = conn.begin().await?;
-    let enforced: i32 = query_rows(&txn, "PRAGMA foreign_keys", vec![]).await?[0].try_get_by_index(0)?;
+    let enforced: i32 =
+        query_rows(&txn, "PRAGMA foreign_keys", vec![]).await?[0].try_get_by_index(0)?;
     if enforced != 0 {
         return Err(DbErr::Migration(
             "SQLite still enforces foreign keys on the connection that would rebuild \
@@ -55,11 +56,23 @@ where
     definition.extend(foreign_keys(&txn, table, dropped).await?);
     let indexes = indexes(&txn, table, dropped).await?;
     definition.extend(indexes.unique_constraints);
-    let names = kept.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ");
+    let names = kept
+        .iter()
+        .map(|c| quote(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
 
     let statements = [
-        format!("CREATE TABLE {} ({})", quote(&staging), definition.join(", ")),
-        format!("INSERT INTO {} ({names}) SELECT {names} FROM {}", quote(&staging), quote(table)),
+        format!(
+            "CREATE TABLE {} ({})",
+            quote(&staging),
+            definition.join(", ")
+        ),
+        format!(
+            "INSERT INTO {} ({names}) SELECT {names} FROM {}",
+            quote(&staging),
+            quote(table)
+        ),
         format!("DROP TABLE {}", quote(table)),
         format!("ALTER TABLE {} RENAME TO {}", quote(&staging), quote(table)),
     ];
@@ -108,7 +121,8 @@ pub async fn table_columns<C: ConnectionTrait>(
     conn: &C,
     table: &str,
 ) -> Result<Vec<TableColumn>, DbErr> {
-    let sql = "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid";
+    let sql =
+        "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid";
     let rows = query_rows(conn, sql, vec![table.into()]).await?;
     rows.iter()
         .map(|row| {
@@ -124,12 +138,44 @@ pub async fn table_columns<C: ConnectionTrait>(
 }
 
 fn primary_key(columns: &[&TableColumn]) -> Option<String> {
-    let mut key: Vec<&&TableColumn> = columns.iter().filter(|c| c.primary_key_position > 0).collect();
+    let mut key: Vec<&&TableColumn> = columns
+        .iter()
+        .filter(|c| c.primary_key_position > 0)
+        .collect();
     key.sort_by_key(|c| c.primary_key_position);
     (!key.is_empty()).then(|| {
         let names: Vec<String> = key.iter().map(|c| quote(&c.name)).collect();
         format!("PRIMARY KEY ({})", names.join(", "))
     })
+}
+
+/// A foreign key as `pragma_foreign_key_list` describes it (one row per column).
+struct ForeignKeyDef {
+    id: i32,
+    parent: String,
+    from: Vec<String>,
+    /// `None` means the parent's primary key.
+    to: Vec<Option<String>>,
+    on_update: String,
+    on_delete: String,
+}
+
+impl ForeignKeyDef {
+    fn clause(&self) -> String {
+        let from: Vec<String> = self.from.iter().map(|c| quote(c)).collect();
+        let to: Vec<String> = self.to.iter().flatten().map(|c| quote(c)).collect();
+        let to = match to.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", to.join(", ")),
+        };
+        format!(
+            "FOREIGN KEY ({}) REFERENCES {}{to} ON UPDATE {} ON DELETE {}",
+            from.join(", "),
+            quote(&self.parent),
+            self.on_update,
+            self.on_delete
+        )
+    }
 }
 
 /// The table's foreign keys, except those on a dropped column.
@@ -140,41 +186,27 @@ async fn foreign_keys(
 ) -> Result<Vec<String>, DbErr> {
     let sql = "SELECT id, \"table\", \"from\", \"to\", on_update, on_delete \
                FROM pragma_foreign_key_list(?) ORDER BY id, seq";
-    let rows = query_rows(txn, sql, vec![table.into()]).await?;
-    let mut keys: Vec<(i32, String, Vec<String>, Vec<Option<String>>, String, String)> = vec![];
-    for row in &rows {
+    let mut keys: Vec<ForeignKeyDef> = vec![];
+    for row in query_rows(txn, sql, vec![table.into()]).await? {
         let id: i32 = row.try_get_by_index(0)?;
-        if keys.last().is_none_or(|k| k.0 != id) {
-            keys.push((
+        if keys.last().is_none_or(|k| k.id != id) {
+            keys.push(ForeignKeyDef {
                 id,
-                row.try_get_by_index(1)?,
-                vec![],
-                vec![],
-                row.try_get_by_index(4)?,
-                row.try_get_by_index(5)?,
-            ));
+                parent: row.try_get_by_index(1)?,
+                from: vec![],
+                to: vec![],
+                on_update: row.try_get_by_index(4)?,
+                on_delete: row.try_get_by_index(5)?,
+            });
         }
         let key = keys.last_mut().expect("pushed above");
-        key.2.push(row.try_get_by_index(2)?);
-        key.3.push(row.try_get_by_index(3)?);
+        key.from.push(row.try_get_by_index(2)?);
+        key.to.push(row.try_get_by_index(3)?);
     }
     Ok(keys
-        .into_iter()
-        .filter(|(_, _, from, ..)| !from.iter().any(|c| dropped.contains(&c.as_str())))
-        .map(|(_, parent, from, to, on_update, on_delete)| {
-            let from: Vec<String> = from.iter().map(|c| quote(c)).collect();
-            // A NULL target column means the parent's primary key.
-            let to: Vec<String> = to.iter().flatten().map(|c| quote(c)).collect();
-            let to = match to.is_empty() {
-                true => String::new(),
-                false => format!("({})", to.join(", ")),
-            };
-            format!(
-                "FOREIGN KEY ({}) REFERENCES {}{to} ON UPDATE {on_update} ON DELETE {on_delete}",
-                from.join(", "),
-                quote(&parent)
-            )
-        })
+        .iter()
+        .filter(|k| !k.from.iter().any(|c| dropped.contains(&c.as_str())))
+        .map(ForeignKeyDef::clause)
         .collect())
 }
 
@@ -210,13 +242,19 @@ async fn indexes(
         .iter()
         .map(|r| r.try_get_by_index(0))
         .collect::<Result<_, _>>()?;
-        if columns.iter().flatten().any(|c| dropped.contains(&c.as_str())) {
+        if columns
+            .iter()
+            .flatten()
+            .any(|c| dropped.contains(&c.as_str()))
+        {
             continue;
         }
         match (origin.as_str(), create) {
             ("u", _) => {
                 let names: Vec<String> = columns.iter().flatten().map(|c| quote(c)).collect();
-                found.unique_constraints.push(format!("UNIQUE ({})", names.join(", ")));
+                found
+                    .unique_constraints
+                    .push(format!("UNIQUE ({})", names.join(", ")));
             }
             (_, Some(create)) => found.create_statements.push(create),
             _ => {}
@@ -230,8 +268,12 @@ async fn query_rows<C: ConnectionTrait>(
     sql: &str,
     values: Vec<Value>,
 ) -> Result<Vec<sea_orm_migration::sea_orm::QueryResult>, DbErr> {
-    conn.query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values))
-        .await
+    conn.query_all_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        sql,
+        values,
+    ))
+    .await
 }
 
 /// An SQLite identifier, quoted.

@@ -1,0 +1,165 @@
+//! Test harness: a fresh database per test on PostgreSQL, MariaDB or SQLite, legacy schemas
+//! built the way old applications built them, and readers that decode what the migration
+//! wrote independently of the migration's own code.
+//!
+//! A server that cannot be reached fails the test with its URL; nothing is skipped.
+//! `TEST_POSTGRES_URL` and `TEST_MARIADB_URL` override the servers (default: the local
+//! services, `postgres://postgres@127.0.0.1:5432` and `mysql://root@127.0.0.1:3306`).
+
+pub mod legacy;
+pub mod read;
+
+use std::path::PathBuf;
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
+
+/// The three backends every case runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    MariaDb,
+    Sqlite,
+}
+
+/// A database made for one test, left in place afterwards for debugging.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    pub conn: DatabaseConnection,
+}
+
+impl TestDb {
+    /// Drops any database left by an earlier run of this test and creates it anew.
+    pub async fn create(backend: Backend, test: &str) -> TestDb {
+        let name = format!("jat_{}", test.to_lowercase());
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "test database names are plain identifiers: {name}"
+        );
+        let url = match backend {
+            Backend::Postgres => {
+                let server = server_url("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432");
+                let admin = connect(&format!("{server}/postgres")).await;
+                exec(
+                    &admin,
+                    &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                )
+                .await;
+                exec(&admin, &format!("CREATE DATABASE \"{name}\"")).await;
+                format!("{server}/{name}")
+            }
+            Backend::MariaDb => {
+                let server = server_url("TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306");
+                let admin = connect(&server).await;
+                exec(&admin, &format!("DROP DATABASE IF EXISTS `{name}`")).await;
+                exec(&admin, &format!("CREATE DATABASE `{name}`")).await;
+                format!("{server}/{name}")
+            }
+            Backend::Sqlite => {
+                let path = sqlite_dir().join(format!("{name}.sqlite"));
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                format!("sqlite://{}?mode=rwc", path.display())
+            }
+        };
+        let conn = connect(&url).await;
+        TestDb { backend, url, conn }
+    }
+
+    pub fn db_backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Runs one statement with bound values; `$n` placeholders work on every backend, so
+    /// cases write each statement once.
+    pub async fn exec(&self, sql: &str, values: Vec<Value>) {
+        let statement = self.statement(sql, values);
+        if let Err(error) = self.conn.execute_raw(statement).await {
+            panic!("{:?}: {sql}\n{error}", self.backend);
+        }
+    }
+
+    /// A statement with `$n` placeholders, rewritten to `?` (values in the order they are
+    /// used) off PostgreSQL.
+    pub fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
+        let (sql, values) = match self.backend {
+            Backend::Postgres => (sql.to_owned(), values),
+            _ => numbered_to_positional(sql, &values),
+        };
+        Statement::from_sql_and_values(self.db_backend(), sql, values)
+    }
+}
+
+/// `$2 … $1` → `? … ?` with the values reordered (and repeated) to match.
+fn numbered_to_positional(sql: &str, values: &[Value]) -> (String, Vec<Value>) {
+    let mut out = String::with_capacity(sql.len());
+    let mut ordered = vec![];
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            let mut number = 0usize;
+            while let Some(digit) = chars.peek().and_then(|c| c.to_digit(10)) {
+                number = number * 10 + digit as usize;
+                chars.next();
+            }
+            ordered.push(values[number - 1].clone());
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    (out, ordered)
+}
+
+fn server_url(variable: &str, default: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| default.to_owned())
+}
+
+fn sqlite_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-sqlite");
+    std::fs::create_dir_all(&dir).expect("create the SQLite test directory");
+    dir
+}
+
+async fn connect(url: &str) -> DatabaseConnection {
+    match Database::connect(url).await {
+        Ok(conn) => conn,
+        Err(error) => panic!("cannot reach the test database at {url}: {error}"),
+    }
+}
+
+async fn exec(conn: &DatabaseConnection, sql: &str) {
+    if let Err(error) = conn.execute_unprepared(sql).await {
+        panic!("{sql}\n{error}");
+    }
+}
+
+/// Defines one test per backend for each listed case: `postgres::case`, `mariadb::case`,
+/// `sqlite::case`, so the test output names the backend of every result.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case($crate::TestDb::create(
+                    $crate::Backend::Postgres, concat!("pg_", stringify!($case))).await).await;
+            })*
+        }
+        mod mariadb {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case($crate::TestDb::create(
+                    $crate::Backend::MariaDb, concat!("my_", stringify!($case))).await).await;
+            })*
+        }
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case($crate::TestDb::create(
+                    $crate::Backend::Sqlite, concat!("lite_", stringify!($case))).await).await;
+            })*
+        }
+    };
+}

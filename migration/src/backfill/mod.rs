@@ -76,7 +76,10 @@ where
         store::write_plans(&txn, &planned, &agents).await?;
         txn.commit().await?;
         planned.iter().for_each(|p| summary.add(&p.plan));
-        tracing::debug!(deployments = summary.deployments, "backfill batch committed");
+        tracing::debug!(
+            deployments = summary.deployments,
+            "backfill batch committed"
+        );
     }
     tracing::info!(
         "backfill: {} deployments read, {} links written, rejects: {}, {:.1}s",

@@ -92,10 +92,26 @@ pub async fn read_deployments<C: ConnectionTrait>(
     let mut query = Query::select();
     query
         .exprs(select_id(backend, Deployment::Table, Deployment::Id))
-        .exprs(select_id(backend, Deployment::Table, Deployment::WorkspaceId))
-        .exprs(select_id(backend, Deployment::Table, Deployment::JobAgentId))
-        .expr(select_json_text(backend, Deployment::Table, Deployment::JobAgentConfig))
-        .expr(select_json_text(backend, Deployment::Table, Deployment::JobAgents))
+        .exprs(select_id(
+            backend,
+            Deployment::Table,
+            Deployment::WorkspaceId,
+        ))
+        .exprs(select_id(
+            backend,
+            Deployment::Table,
+            Deployment::JobAgentId,
+        ))
+        .expr(select_json_text(
+            backend,
+            Deployment::Table,
+            Deployment::JobAgentConfig,
+        ))
+        .expr(select_json_text(
+            backend,
+            Deployment::Table,
+            Deployment::JobAgents,
+        ))
         .from(Deployment::Table)
         .order_by((Deployment::Table, Deployment::Id), Order::Asc)
         .limit(limit);
@@ -103,7 +119,9 @@ pub async fn read_deployments<C: ConnectionTrait>(
         query.and_where(Expr::col((Deployment::Table, Deployment::Id)).gt(after.to_value()));
     }
     let rows = conn.query_all(&query).await?;
-    rows.iter().map(|row| LegacyRow::decode(backend, row)).collect()
+    rows.iter()
+        .map(|row| LegacyRow::decode(backend, row))
+        .collect()
 }
 
 /// One deployment's id and what the rules made of it.
@@ -211,13 +229,21 @@ impl RecordedRejects {
         let backend = conn.get_database_backend();
         let mut query = Query::select();
         query
-            .exprs(select_id(backend, BackfillReject::Table, BackfillReject::DeploymentId))
+            .exprs(select_id(
+                backend,
+                BackfillReject::Table,
+                BackfillReject::DeploymentId,
+            ))
             .columns([
                 BackfillReject::LegacyColumn,
                 BackfillReject::EntryIndex,
                 BackfillReject::Reason,
             ])
-            .expr(select_json_text(backend, BackfillReject::Table, BackfillReject::Entry))
+            .expr(select_json_text(
+                backend,
+                BackfillReject::Table,
+                BackfillReject::Entry,
+            ))
             .from(BackfillReject::Table)
             .and_where(Expr::col(BackfillReject::DeploymentId).is_in(ids));
         for row in conn.query_all(&query).await? {
@@ -228,7 +254,10 @@ impl RecordedRejects {
             let reason: String = row.try_get_by_index(index + 2)?;
             let entry: String = row.try_get_by_index(index + 3)?;
             let key = (id, column, entry_index.map(i64::from), reason);
-            entries.entry(key).or_default().insert(canonical_json(&entry));
+            entries
+                .entry(key)
+                .or_default()
+                .insert(canonical_json(&entry));
         }
         Ok(Self { entries })
     }

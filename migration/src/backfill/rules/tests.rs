@@ -23,13 +23,22 @@ fn directory() -> Vec<(Uuid, AgentFacts)> {
         (HOMELESS_AGENT, None),
     ]
     .into_iter()
-    .map(|(id, ws)| (Uuid::parse_str(id).unwrap(), AgentFacts { workspace_id: ws.map(key) }))
+    .map(|(id, ws)| {
+        (
+            Uuid::parse_str(id).unwrap(),
+            AgentFacts {
+                workspace_id: ws.map(key),
+            },
+        )
+    })
     .collect()
 }
 
 fn plan_with(deployment: LegacyDeployment<'_>) -> Plan {
     let agents = directory();
-    plan_deployment(&deployment, |id| agents.iter().find(|(a, _)| a == id).map(|(_, f)| f))
+    plan_deployment(&deployment, |id| {
+        agents.iter().find(|(a, _)| a == id).map(|(_, f)| f)
+    })
 }
 
 fn in_workspace(job_agents: &str) -> LegacyDeployment<'_> {
@@ -42,7 +51,10 @@ fn in_workspace(job_agents: &str) -> LegacyDeployment<'_> {
 }
 
 fn reasons(plan: &Plan) -> Vec<(Option<i64>, RejectReason)> {
-    plan.rejects.iter().map(|r| (r.entry_index, r.reason)).collect()
+    plan.rejects
+        .iter()
+        .map(|r| (r.entry_index, r.reason))
+        .collect()
 }
 
 fn link(agent: &str, config: &str) -> PlannedLink {
@@ -54,7 +66,8 @@ fn link(agent: &str, config: &str) -> PlannedLink {
 
 #[test]
 fn object_entry_with_config_is_linked_with_that_exact_config() {
-    let config = r#"{"n":123456789012345678901234567890,"s":"h\u00e9 ☃","deep":{"a":[1,{"b":null}]}}"#;
+    let config =
+        r#"{"n":123456789012345678901234567890,"s":"h\u00e9 ☃","deep":{"a":[1,{"b":null}]}}"#;
     let source = format!(r#"[{{"ref":"{AGENT}","config":{config}}}]"#);
     let plan = plan_with(in_workspace(&source));
     assert_eq!(plan.links, vec![link(AGENT, config)]);
@@ -71,7 +84,9 @@ fn bare_string_and_uppercase_refs_are_linked_with_empty_config() {
 
 #[test]
 fn null_config_means_empty_object() {
-    let plan = plan_with(in_workspace(&format!(r#"[{{"ref":"{AGENT}","config":null}}]"#)));
+    let plan = plan_with(in_workspace(&format!(
+        r#"[{{"ref":"{AGENT}","config":null}}]"#
+    )));
     assert_eq!(plan.links, vec![link(AGENT, "{}")]);
 }
 
@@ -96,7 +111,11 @@ fn text_that_is_not_json_is_invalid_json_kept_as_a_string() {
 fn a_value_that_is_not_an_array_is_recorded_whole() {
     for source in [r#"{"ref":"x"}"#, "\"abc\"", "42", "true"] {
         let plan = plan_with(in_workspace(source));
-        assert_eq!(reasons(&plan), vec![(None, RejectReason::NotAnArray)], "{source}");
+        assert_eq!(
+            reasons(&plan),
+            vec![(None, RejectReason::NotAnArray)],
+            "{source}"
+        );
         assert_eq!(plan.rejects[0].entry, source);
     }
 }
@@ -105,7 +124,9 @@ fn a_value_that_is_not_an_array_is_recorded_whole() {
 fn entries_that_are_neither_string_nor_object_with_string_ref_are_malformed() {
     let source = r#"[42, null, [1], {"config":{}}, {"ref":7}, {"ref":null}, true]"#;
     let plan = plan_with(in_workspace(source));
-    let expected: Vec<_> = (0..7).map(|i| (Some(i), RejectReason::MalformedEntry)).collect();
+    let expected: Vec<_> = (0..7)
+        .map(|i| (Some(i), RejectReason::MalformedEntry))
+        .collect();
     assert_eq!(reasons(&plan), expected);
     assert_eq!(plan.rejects[1].entry, "null");
     assert_eq!(plan.rejects[4].entry, r#"{"ref":7}"#);
@@ -116,7 +137,10 @@ fn a_ref_that_is_not_a_uuid_is_invalid_ref() {
     let plan = plan_with(in_workspace(r#"["not-a-uuid", {"ref":""}]"#));
     assert_eq!(
         reasons(&plan),
-        vec![(Some(0), RejectReason::InvalidRef), (Some(1), RejectReason::InvalidRef)]
+        vec![
+            (Some(0), RejectReason::InvalidRef),
+            (Some(1), RejectReason::InvalidRef)
+        ]
     );
 }
 
@@ -132,13 +156,19 @@ fn other_uuid_spellings_are_accepted() {
 #[test]
 fn a_ref_to_no_agent_is_unknown_job_agent() {
     let plan = plan_with(in_workspace(&format!(r#"["{MISSING_AGENT}"]"#)));
-    assert_eq!(reasons(&plan), vec![(Some(0), RejectReason::UnknownJobAgent)]);
+    assert_eq!(
+        reasons(&plan),
+        vec![(Some(0), RejectReason::UnknownJobAgent)]
+    );
 }
 
 #[test]
 fn an_agent_of_another_workspace_is_cross_workspace() {
     let plan = plan_with(in_workspace(&format!(r#"["{FOREIGN_AGENT}"]"#)));
-    assert_eq!(reasons(&plan), vec![(Some(0), RejectReason::CrossWorkspace)]);
+    assert_eq!(
+        reasons(&plan),
+        vec![(Some(0), RejectReason::CrossWorkspace)]
+    );
 }
 
 #[test]
@@ -159,7 +189,10 @@ fn a_config_that_is_not_an_object_is_invalid_config() {
     assert!(plan.links.is_empty());
     assert_eq!(
         reasons(&plan),
-        vec![(Some(0), RejectReason::InvalidConfig), (Some(1), RejectReason::InvalidConfig)]
+        vec![
+            (Some(0), RejectReason::InvalidConfig),
+            (Some(1), RejectReason::InvalidConfig)
+        ]
     );
 }
 
@@ -172,7 +205,10 @@ fn the_first_linked_entry_wins_and_later_ones_are_duplicates() {
     assert_eq!(plan.links, vec![link(AGENT, r#"{"a":1}"#)]);
     assert_eq!(
         reasons(&plan),
-        vec![(Some(0), RejectReason::InvalidConfig), (Some(2), RejectReason::Duplicate)]
+        vec![
+            (Some(0), RejectReason::InvalidConfig),
+            (Some(2), RejectReason::Duplicate)
+        ]
     );
 }
 
@@ -192,7 +228,9 @@ fn fifty_entries_with_repeats_link_each_agent_once_in_order() {
             link(HOMELESS_AGENT, r#"{"i":2}"#)
         ]
     );
-    let expected: Vec<_> = (3..50).map(|i| (Some(i), RejectReason::Duplicate)).collect();
+    let expected: Vec<_> = (3..50)
+        .map(|i| (Some(i), RejectReason::Duplicate))
+        .collect();
     assert_eq!(reasons(&plan), expected);
 }
 
@@ -203,7 +241,10 @@ fn extra_keys_with_values_are_linked_and_recorded() {
     );
     let plan = plan_with(in_workspace(&source));
     assert_eq!(plan.links, vec![link(AGENT, "{}"), link(OTHER_AGENT, "{}")]);
-    assert_eq!(reasons(&plan), vec![(Some(0), RejectReason::ExtraKeysDropped)]);
+    assert_eq!(
+        reasons(&plan),
+        vec![(Some(0), RejectReason::ExtraKeysDropped)]
+    );
 }
 
 #[test]
@@ -236,7 +277,10 @@ fn job_agent_id_shadows_a_non_array_value_whole() {
         ..Default::default()
     };
     let plan = plan_with(deployment);
-    assert_eq!(reasons(&plan), vec![(None, RejectReason::ShadowedByJobAgentId)]);
+    assert_eq!(
+        reasons(&plan),
+        vec![(None, RejectReason::ShadowedByJobAgentId)]
+    );
 }
 
 #[test]
@@ -246,7 +290,11 @@ fn job_agent_id_gets_the_same_agent_and_config_checks() {
         (key(FOREIGN_AGENT), "{}", RejectReason::CrossWorkspace),
         (key(AGENT), "[1,2]", RejectReason::InvalidConfig),
         (key(AGENT), "{oops", RejectReason::InvalidJson),
-        (IdKey::Other("agent-7".into()), "{}", RejectReason::InvalidRef),
+        (
+            IdKey::Other("agent-7".into()),
+            "{}",
+            RejectReason::InvalidRef,
+        ),
     ];
     for (id, config, reason) in cases {
         let deployment = LegacyDeployment {
@@ -304,6 +352,9 @@ fn every_reject_entry_is_valid_json() {
     let plan = plan_with(deployment);
     assert_eq!(plan.rejects.len(), 5);
     for reject in &plan.rejects {
-        assert!(serde_json::from_str::<serde_json::Value>(&reject.entry).is_ok(), "{reject:?}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&reject.entry).is_ok(),
+            "{reject:?}"
+        );
     }
 }

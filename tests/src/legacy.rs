@@ -1,0 +1,167 @@
+//! Legacy databases as the old application left them.
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::Value;
+use uuid::Uuid;
+
+use crate::{Backend, TestDb};
+
+/// How the legacy tables came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegacySchema {
+    /// Created by our baseline migration; ids bound as `Uuid` (what an entity would write).
+    Baseline,
+    /// Written by hand like an old application: extra columns and indexes, and on MariaDB
+    /// and SQLite ids as text (one agent in upper case) and JSON as plain text.
+    HandBuilt,
+}
+
+/// Writes legacy rows with bound values.
+pub struct Legacy<'a> {
+    pub db: &'a TestDb,
+    pub schema: LegacySchema,
+}
+
+impl<'a> Legacy<'a> {
+    /// Builds the legacy tables on `db`.
+    pub async fn build(db: &'a TestDb, schema: LegacySchema) -> Legacy<'a> {
+        match schema {
+            LegacySchema::Baseline => Migrator::up(&db.conn, Some(1)).await.expect("baseline"),
+            LegacySchema::HandBuilt => {
+                for statement in hand_built_ddl(db.backend) {
+                    db.exec(statement, vec![]).await;
+                }
+            }
+        }
+        Legacy { db, schema }
+    }
+
+    /// An id as this schema stores it.
+    pub fn id(&self, id: Uuid) -> Value {
+        match (self.schema, self.db.backend) {
+            (LegacySchema::HandBuilt, Backend::MariaDb | Backend::Sqlite) => {
+                Value::String(Some(id.hyphenated().to_string()))
+            }
+            _ => Value::Uuid(Some(id)),
+        }
+    }
+
+    /// An id stored in upper case where ids are text (the same UUID elsewhere).
+    pub fn shouted_id(&self, id: Uuid) -> Value {
+        match self.id(id) {
+            Value::String(Some(text)) => Value::String(Some(text.to_uppercase())),
+            other => other,
+        }
+    }
+
+    fn opt_id(&self, id: Option<Uuid>) -> Value {
+        match id {
+            Some(id) => self.id(id),
+            None => match self.id(Uuid::nil()) {
+                Value::String(_) => Value::String(None),
+                _ => Value::Uuid(None),
+            },
+        }
+    }
+
+    pub async fn workspace(&self, id: Uuid) {
+        let sql = "INSERT INTO workspace (id, name) VALUES ($1, $2)";
+        self.db
+            .exec(sql, vec![self.id(id), format!("ws {id}").into()])
+            .await;
+    }
+
+    pub async fn agent(&self, id: Uuid, workspace: Option<Uuid>) {
+        self.agent_stored_as(self.id(id), workspace).await;
+    }
+
+    pub async fn agent_stored_as(&self, id: Value, workspace: Option<Uuid>) {
+        let sql = "INSERT INTO job_agent (id, workspace_id, name) VALUES ($1, $2, $3)";
+        let name = "agent 'quoted'; --".to_owned();
+        self.db
+            .exec(sql, vec![id, self.opt_id(workspace), name.into()])
+            .await;
+    }
+
+    /// A deployment with its three legacy columns given as stored text.
+    pub async fn deployment(
+        &self,
+        id: Uuid,
+        workspace: Option<Uuid>,
+        job_agent_id: Option<Uuid>,
+        job_agent_config: &str,
+        job_agents: &str,
+    ) {
+        let json = |n: u8| match self.db.backend {
+            Backend::Postgres => format!("CAST(${n} AS jsonb)"),
+            _ => format!("${n}"),
+        };
+        let sql = format!(
+            "INSERT INTO deployment (id, name, job_agent_id, job_agent_config, workspace_id, \
+             job_agents) VALUES ($1, $2, $3, {}, $5, {})",
+            json(4),
+            json(6)
+        );
+        let values = vec![
+            self.id(id),
+            format!("deployment {id}").into(),
+            self.opt_id(job_agent_id),
+            job_agent_config.into(),
+            self.opt_id(workspace),
+            job_agents.into(),
+        ];
+        self.db.exec(&sql, values).await;
+    }
+}
+
+fn hand_built_ddl(backend: Backend) -> &'static [&'static str] {
+    match backend {
+        Backend::Postgres => &[
+            "CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\"",
+            "CREATE TABLE workspace (id uuid PRIMARY KEY DEFAULT uuid_generate_v4(), \
+             name text NOT NULL, slug text UNIQUE)",
+            "CREATE TABLE job_agent (id uuid PRIMARY KEY DEFAULT uuid_generate_v4(), \
+             workspace_id uuid REFERENCES workspace(id), name text NOT NULL DEFAULT '', \
+             type text NOT NULL DEFAULT 'kubernetes', config jsonb NOT NULL DEFAULT '{}')",
+            "CREATE TABLE IF NOT EXISTS deployment (
+               id uuid PRIMARY KEY DEFAULT uuid_generate_v4(),
+               name text NOT NULL,
+               job_agent_id uuid REFERENCES job_agent(id),
+               job_agent_config jsonb NOT NULL,
+               resource_selector text,
+               workspace_id uuid REFERENCES workspace(id),
+               job_agents jsonb NOT NULL,
+               description text NOT NULL DEFAULT '',
+               created_at timestamptz NOT NULL DEFAULT now()
+             )",
+            "CREATE INDEX deployment_workspace_idx ON deployment (workspace_id)",
+        ],
+        Backend::MariaDb => &[
+            "CREATE TABLE workspace (id CHAR(36) NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+            "CREATE TABLE job_agent (id CHAR(36) NOT NULL PRIMARY KEY, workspace_id CHAR(36) NULL, \
+             name VARCHAR(255) NOT NULL DEFAULT '', \
+             CONSTRAINT job_agent_workspace FOREIGN KEY (workspace_id) REFERENCES workspace (id)) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+            "CREATE TABLE deployment (id CHAR(36) NOT NULL PRIMARY KEY, name TEXT NOT NULL, \
+             job_agent_id CHAR(36) NULL, job_agent_config LONGTEXT NOT NULL, \
+             resource_selector TEXT NULL, workspace_id CHAR(36) NULL, job_agents LONGTEXT NOT NULL, \
+             created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+             KEY deployment_name_idx (name(32)), \
+             CONSTRAINT deployment_agent FOREIGN KEY (job_agent_id) REFERENCES job_agent (id), \
+             CONSTRAINT deployment_workspace FOREIGN KEY (workspace_id) REFERENCES workspace (id)) \
+             ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        ],
+        Backend::Sqlite => &[
+            "CREATE TABLE workspace (id TEXT PRIMARY KEY, name TEXT NOT NULL)",
+            "CREATE TABLE job_agent (id TEXT PRIMARY KEY, workspace_id TEXT REFERENCES workspace(id), \
+             name TEXT NOT NULL DEFAULT '')",
+            "CREATE TABLE deployment (id TEXT PRIMARY KEY, name TEXT NOT NULL, \
+             job_agent_id TEXT REFERENCES job_agent(id), job_agent_config TEXT NOT NULL, \
+             resource_selector TEXT, workspace_id TEXT REFERENCES workspace(id), \
+             job_agents TEXT NOT NULL, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+             UNIQUE (workspace_id, name))",
+            "CREATE INDEX deployment_created_idx ON deployment (created_at)",
+        ],
+    }
+}

@@ -1,0 +1,148 @@
+//! Reads what the migration wrote, decoding ids in SQL (not with the migration's code), so
+//! a bug in the migration's id handling cannot hide itself.
+
+use sea_orm::{ConnectionTrait, QueryResult, Value};
+use uuid::Uuid;
+
+use crate::{Backend, TestDb};
+
+/// A link as `(deployment, agent, config)`; config as the database prints it.
+pub type LinkRow = (Uuid, Uuid, serde_json::Value);
+
+/// A reject as `(deployment, legacy_column, entry_index, reason, entry)`.
+pub type RejectRow = (Uuid, String, Option<i64>, String, serde_json::Value);
+
+/// SQL that prints any stored spelling of a UUID column as 32 lower-case hex digits.
+fn uuid_hex(backend: Backend, column: &str) -> String {
+    match backend {
+        Backend::Postgres => format!("replace(CAST({column} AS text), '-', '')"),
+        Backend::MariaDb => format!(
+            "IF(LENGTH({column}) = 16, LOWER(HEX({column})), LOWER(REPLACE({column}, '-', '')))"
+        ),
+        Backend::Sqlite => format!(
+            "CASE typeof({column}) WHEN 'blob' THEN lower(hex({column})) \
+             ELSE lower(replace({column}, '-', '')) END"
+        ),
+    }
+}
+
+/// SQL that prints a JSON column as text.
+fn json_text(backend: Backend, column: &str) -> String {
+    match backend {
+        Backend::Postgres => format!("CAST({column} AS text)"),
+        _ => column.to_owned(),
+    }
+}
+
+async fn rows(db: &TestDb, sql: &str, values: Vec<Value>) -> Vec<QueryResult> {
+    match db.conn.query_all_raw(db.statement(sql, values)).await {
+        Ok(rows) => rows,
+        Err(error) => panic!("{:?}: {sql}\n{error}", db.backend),
+    }
+}
+
+fn uuid_at(row: &QueryResult, index: usize) -> Uuid {
+    let hex: String = row.try_get_by_index(index).expect("uuid column");
+    Uuid::parse_str(&hex).unwrap_or_else(|_| panic!("not a UUID: {hex}"))
+}
+
+fn json_at(row: &QueryResult, index: usize) -> serde_json::Value {
+    let text: String = row.try_get_by_index(index).expect("json column");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Every link, sorted.
+pub async fn links(db: &TestDb) -> Vec<LinkRow> {
+    let sql = format!(
+        "SELECT {}, {}, {} FROM deployment_job_agent",
+        uuid_hex(db.backend, "deployment_id"),
+        uuid_hex(db.backend, "job_agent_id"),
+        json_text(db.backend, "config")
+    );
+    let mut links: Vec<LinkRow> = rows(db, &sql, vec![])
+        .await
+        .iter()
+        .map(|row| (uuid_at(row, 0), uuid_at(row, 1), json_at(row, 2)))
+        .collect();
+    links.sort_by_key(|link| (link.0, link.1));
+    links
+}
+
+/// Every reject row, sorted.
+pub async fn rejects(db: &TestDb) -> Vec<RejectRow> {
+    let sql = format!(
+        "SELECT {}, legacy_column, entry_index, reason, {} \
+         FROM deployment_job_agent_backfill_reject",
+        uuid_hex(db.backend, "deployment_id"),
+        json_text(db.backend, "entry")
+    );
+    let mut rejects: Vec<RejectRow> = rows(db, &sql, vec![])
+        .await
+        .iter()
+        .map(|row| {
+            let index: Option<i32> = row.try_get_by_index(2).expect("entry_index");
+            (
+                uuid_at(row, 0),
+                row.try_get_by_index(1).expect("legacy_column"),
+                index.map(i64::from),
+                row.try_get_by_index(3).expect("reason"),
+                json_at(row, 4),
+            )
+        })
+        .collect();
+    rejects.sort_by_cached_key(|reject| format!("{reject:?}"));
+    rejects
+}
+
+/// Whether the database's own JSON comparison finds the link's config equal to `source`.
+pub async fn link_config_equals(db: &TestDb, deployment: Uuid, agent: Uuid, source: &str) -> bool {
+    let equal = match db.backend {
+        Backend::Postgres => "config = CAST($3 AS jsonb)",
+        Backend::MariaDb => "JSON_EQUALS(config, $3)",
+        Backend::Sqlite => "json(config) = json($3)",
+    };
+    let sql = format!(
+        "SELECT {equal} FROM deployment_job_agent WHERE {} = $1 AND {} = $2",
+        uuid_hex(db.backend, "deployment_id"),
+        uuid_hex(db.backend, "job_agent_id"),
+    );
+    let values = vec![simple(deployment), simple(agent), source.into()];
+    let found = rows(db, &sql, values).await;
+    assert_eq!(found.len(), 1, "no link {deployment} → {agent}");
+    match db.backend {
+        Backend::Postgres => found[0].try_get_by_index::<bool>(0).expect("bool"),
+        _ => found[0].try_get_by_index::<i32>(0).expect("0 or 1") == 1,
+    }
+}
+
+fn simple(id: Uuid) -> Value {
+    id.simple().to_string().into()
+}
+
+/// The columns of `table`, sorted.
+pub async fn columns(db: &TestDb, table: &str) -> Vec<String> {
+    let sql = match db.backend {
+        Backend::Postgres => {
+            "SELECT CAST(column_name AS text) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1"
+        }
+        Backend::MariaDb => {
+            "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = $1"
+        }
+        Backend::Sqlite => "SELECT name FROM pragma_table_info($1)",
+    };
+    let mut names: Vec<String> = rows(db, sql, vec![table.into()])
+        .await
+        .iter()
+        .map(|row| row.try_get_by_index(0).expect("column name"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// `SELECT COUNT(*)` of a table.
+pub async fn count(db: &TestDb, table: &str) -> i64 {
+    let found = rows(db, &format!("SELECT COUNT(*) FROM {table}"), vec![]).await;
+    found[0].try_get_by_index::<i64>(0).expect("count")
+}

@@ -1,0 +1,490 @@
+//! The backfill rules end to end: messy legacy rows → `Migrator::up` → links and rejects,
+//! then down to the legacy shape and up again, on every backend.
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::ConnectionTrait;
+use serde_json::{Value as Json, json};
+use tests::legacy::{Legacy, LegacySchema};
+use tests::read::{self, LinkRow, RejectRow};
+use tests::{Backend, TestDb, on_every_backend};
+use uuid::Uuid;
+
+on_every_backend!(
+    messy_rows_on_a_hand_built_schema,
+    messy_rows_on_the_baseline_schema,
+    baseline_leaves_existing_legacy_tables_alone,
+    baseline_down_refuses_to_drop_tables_with_rows,
+    rerunning_the_backfill_duplicates_nothing,
+    links_survive_dropping_the_legacy_columns,
+);
+
+const W1: Uuid = Uuid::from_u128(0xaaaa_0001);
+const W2: Uuid = Uuid::from_u128(0xaaaa_0002);
+/// Agents of W1.
+const A1: Uuid = Uuid::from_u128(0xa1);
+const A2: Uuid = Uuid::from_u128(0xa2);
+/// Of W1, stored in upper case where ids are text.
+const A_SHOUTED: Uuid = Uuid::from_u128(0xabcdef);
+/// Of W2.
+const A_FOREIGN: Uuid = Uuid::from_u128(0xf0);
+/// Of no workspace.
+const A_HOMELESS: Uuid = Uuid::from_u128(0x40);
+/// Of nobody: no such agent.
+const A_MISSING: Uuid = Uuid::from_u128(0xdead);
+
+fn d(n: u128) -> Uuid {
+    Uuid::from_u128(0xd000 + n)
+}
+
+/// One legacy deployment and what the rules say it becomes.
+struct Case {
+    id: Uuid,
+    workspace: Option<Uuid>,
+    job_agent_id: Option<Uuid>,
+    job_agent_config: String,
+    job_agents: String,
+    links: Vec<(Uuid, Json)>,
+    rejects: Vec<(&'static str, Option<i64>, &'static str, Json)>,
+}
+
+fn case(n: u128, job_agents: &str) -> Case {
+    Case {
+        id: d(n),
+        workspace: Some(W1),
+        job_agent_id: None,
+        job_agent_config: "{}".into(),
+        job_agents: job_agents.into(),
+        links: vec![],
+        rejects: vec![],
+    }
+}
+
+impl Case {
+    fn links(mut self, links: Vec<(Uuid, Json)>) -> Self {
+        self.links = links;
+        self
+    }
+    fn reject(
+        mut self,
+        column: &'static str,
+        index: Option<i64>,
+        reason: &'static str,
+        entry: Json,
+    ) -> Self {
+        self.rejects.push((column, index, reason, entry));
+        self
+    }
+}
+
+const BIG_CONFIG: &str = r#"{"big":123456789012345678901234567890.5,"u":"h\u00e9llo ☃ 👩‍🚀","nested":{"a":[1,2,{"b":null}],"s":"'; DROP TABLE deployment; --"}}"#;
+
+/// Every rule and edge of the backfill, one deployment each.
+fn cases(with_invalid_json: bool) -> Vec<Case> {
+    let s = |id: Uuid| id.hyphenated().to_string();
+    let fifty: Vec<Json> = (0..50)
+        .map(|i| json!({"ref": s([A1, A2, A_HOMELESS][i % 3]), "config": {"i": i}}))
+        .collect();
+    let mut cases = vec![
+        case(
+            1,
+            &format!(r#"[{{"ref":"{}","config":{BIG_CONFIG}}}]"#, s(A1)),
+        )
+        .links(vec![(A1, serde_json::from_str(BIG_CONFIG).unwrap())]),
+        case(
+            2,
+            &json!([s(A2), {"ref": s(A_SHOUTED).to_uppercase()}]).to_string(),
+        )
+        .links(vec![(A2, json!({})), (A_SHOUTED, json!({}))]),
+        case(3, &json!([{"ref": s(A1), "config": null}]).to_string()).links(vec![(A1, json!({}))]),
+        case(4, "null"),
+        case(5, "[]"),
+        case(6, &json!({"ref": s(A1)}).to_string()).reject(
+            "job_agents",
+            None,
+            "not_an_array",
+            json!({"ref": s(A1)}),
+        ),
+        case(7, r#"[42, {"config": {}}, {"ref": 7}, null]"#)
+            .reject("job_agents", Some(0), "malformed_entry", json!(42))
+            .reject(
+                "job_agents",
+                Some(1),
+                "malformed_entry",
+                json!({"config": {}}),
+            )
+            .reject("job_agents", Some(2), "malformed_entry", json!({"ref": 7}))
+            .reject("job_agents", Some(3), "malformed_entry", json!(null)),
+        case(8, r#"["nope", {"ref": "1234"}]"#)
+            .reject("job_agents", Some(0), "invalid_ref", json!("nope"))
+            .reject("job_agents", Some(1), "invalid_ref", json!({"ref": "1234"})),
+        case(9, &json!([s(A_MISSING)]).to_string()).reject(
+            "job_agents",
+            Some(0),
+            "unknown_job_agent",
+            json!(s(A_MISSING)),
+        ),
+        case(10, &json!([s(A_FOREIGN)]).to_string()).reject(
+            "job_agents",
+            Some(0),
+            "cross_workspace",
+            json!(s(A_FOREIGN)),
+        ),
+        Case {
+            workspace: None,
+            ..case(11, &json!([s(A_FOREIGN)]).to_string()).links(vec![(A_FOREIGN, json!({}))])
+        },
+        Case {
+            workspace: Some(W2),
+            ..case(12, &json!([s(A_HOMELESS)]).to_string()).links(vec![(A_HOMELESS, json!({}))])
+        },
+        case(
+            13,
+            &json!([{"ref": s(A1), "config": [1]}, {"ref": s(A2), "config": "x"}]).to_string(),
+        )
+        .reject(
+            "job_agents",
+            Some(0),
+            "invalid_config",
+            json!({"ref": s(A1), "config": [1]}),
+        )
+        .reject(
+            "job_agents",
+            Some(1),
+            "invalid_config",
+            json!({"ref": s(A2), "config": "x"}),
+        ),
+        Case {
+            rejects: (3..50)
+                .map(|i| ("job_agents", Some(i as i64), "duplicate", fifty[i].clone()))
+                .collect(),
+            ..case(14, &Json::Array(fifty.clone()).to_string()).links(vec![
+                (A1, json!({"i": 0})),
+                (A2, json!({"i": 1})),
+                (A_HOMELESS, json!({"i": 2})),
+            ])
+        },
+        Case {
+            job_agent_id: Some(A1),
+            job_agent_config: r#"{"image":"x"}"#.into(),
+            ..case(15, &json!([s(A2), 42]).to_string())
+                .links(vec![(A1, json!({"image": "x"}))])
+                .reject(
+                    "job_agents",
+                    Some(0),
+                    "shadowed_by_job_agent_id",
+                    json!(s(A2)),
+                )
+                .reject("job_agents", Some(1), "shadowed_by_job_agent_id", json!(42))
+        },
+        Case {
+            job_agent_id: Some(A_FOREIGN),
+            ..case(16, "[]").reject(
+                "job_agent_id",
+                None,
+                "cross_workspace",
+                json!({"ref": s(A_FOREIGN), "config": {}}),
+            )
+        },
+        Case {
+            job_agent_config: r#"{"orphan": true}"#.into(),
+            ..case(17, "[]").reject(
+                "job_agent_config",
+                None,
+                "orphan_config",
+                json!({"orphan": true}),
+            )
+        },
+        case(
+            18,
+            &json!([{"ref": s(A1), "selector": "env = 'prod'", "note": ""}]).to_string(),
+        )
+        .links(vec![(A1, json!({}))])
+        .reject(
+            "job_agents",
+            Some(0),
+            "extra_keys_dropped",
+            json!({"ref": s(A1), "selector": "env = 'prod'", "note": ""}),
+        ),
+        Case {
+            job_agent_id: Some(A2),
+            job_agent_config: "[1]".into(),
+            ..case(19, "[]").reject(
+                "job_agent_id",
+                None,
+                "invalid_config",
+                json!({"ref": s(A2), "config": [1]}),
+            )
+        },
+        Case {
+            job_agent_id: Some(A1),
+            ..case(20, r#""just text""#)
+                .links(vec![(A1, json!({}))])
+                .reject(
+                    "job_agents",
+                    None,
+                    "shadowed_by_job_agent_id",
+                    json!("just text"),
+                )
+        },
+    ];
+    if with_invalid_json {
+        cases.push(case(21, "[{\"ref\": oops").reject(
+            "job_agents",
+            None,
+            "invalid_json",
+            json!("[{\"ref\": oops"),
+        ));
+        cases.push(Case {
+            job_agent_config: "{not json".into(),
+            ..case(22, "[]").reject("job_agent_config", None, "invalid_json", json!("{not json"))
+        });
+    }
+    cases
+}
+
+/// Writes the workspaces, agents and `cases` into a legacy database.
+async fn seed(legacy: &Legacy<'_>, cases: &[Case]) {
+    legacy.workspace(W1).await;
+    legacy.workspace(W2).await;
+    legacy.agent(A1, Some(W1)).await;
+    legacy.agent(A2, Some(W1)).await;
+    legacy
+        .agent_stored_as(legacy.shouted_id(A_SHOUTED), Some(W1))
+        .await;
+    legacy.agent(A_FOREIGN, Some(W2)).await;
+    legacy.agent(A_HOMELESS, None).await;
+    for c in cases {
+        legacy
+            .deployment(
+                c.id,
+                c.workspace,
+                c.job_agent_id,
+                &c.job_agent_config,
+                &c.job_agents,
+            )
+            .await;
+    }
+}
+
+fn expected_links(cases: &[Case]) -> Vec<LinkRow> {
+    let mut links: Vec<LinkRow> = cases
+        .iter()
+        .flat_map(|c| {
+            c.links
+                .iter()
+                .map(|(agent, config)| (c.id, *agent, config.clone()))
+        })
+        .collect();
+    links.sort_by_key(|link| (link.0, link.1));
+    links
+}
+
+fn expected_rejects(cases: &[Case]) -> Vec<RejectRow> {
+    let mut rejects: Vec<RejectRow> = cases
+        .iter()
+        .flat_map(|c| {
+            c.rejects.iter().map(|(column, index, reason, entry)| {
+                (
+                    c.id,
+                    column.to_string(),
+                    *index,
+                    reason.to_string(),
+                    entry.clone(),
+                )
+            })
+        })
+        .collect();
+    rejects.sort_by_cached_key(|reject| format!("{reject:?}"));
+    rejects
+}
+
+/// Legacy text that is not JSON can only be stored where JSON columns are plain text.
+fn stores_invalid_json(db: &TestDb, schema: LegacySchema) -> bool {
+    schema == LegacySchema::HandBuilt && db.backend != Backend::Postgres
+}
+
+async fn messy_rows_migrate_by_the_rules(db: TestDb, schema: LegacySchema) {
+    let cases = cases(stores_invalid_json(&db, schema));
+    let legacy = Legacy::build(&db, schema).await;
+    seed(&legacy, &cases).await;
+    Migrator::up(&db.conn, None).await.expect("up");
+
+    let links = read::links(&db).await;
+    assert_eq!(links, expected_links(&cases));
+    assert_eq!(read::rejects(&db).await, expected_rejects(&cases));
+    for c in &cases {
+        for (agent, _) in &c.links {
+            let source = match c.id {
+                id if id == d(1) => BIG_CONFIG.to_owned(),
+                _ => serde_json::to_string(&c.links.iter().find(|l| l.0 == *agent).unwrap().1)
+                    .unwrap(),
+            };
+            assert!(
+                read::link_config_equals(&db, c.id, *agent, &source).await,
+                "{:?}: config of {} → {agent} differs from its source",
+                db.backend,
+                c.id
+            );
+        }
+    }
+    let columns = read::columns(&db, "deployment").await;
+    for legacy_column in ["job_agents", "job_agent_id", "job_agent_config"] {
+        assert!(
+            !columns.contains(&legacy_column.to_owned()),
+            "{legacy_column} still there"
+        );
+    }
+    if schema == LegacySchema::HandBuilt {
+        assert!(
+            columns.contains(&"created_at".to_owned()),
+            "extra column lost: {columns:?}"
+        );
+    }
+
+    // Down to the legacy shape: the columns mean what the links meant.
+    Migrator::down(&db.conn, Some(3))
+        .await
+        .expect("down to the baseline");
+    assert_eq!(read::count(&db, "deployment").await, cases.len() as i64);
+    assert_legacy_columns_mirror(&db, &links).await;
+
+    // Up again: the same links, and no reject recorded twice.
+    Migrator::up(&db.conn, None).await.expect("up again");
+    assert_eq!(read::links(&db).await, links);
+    assert_eq!(read::rejects(&db).await, expected_rejects(&cases));
+}
+
+/// After `down`, `job_agents` lists each link, `job_agent_id` is NULL and
+/// `job_agent_config` is `{}`.
+async fn assert_legacy_columns_mirror(db: &TestDb, links: &[LinkRow]) {
+    let (id, agents, agent_id, config) = match db.backend {
+        Backend::Postgres => (
+            "CAST(id AS text)",
+            "CAST(job_agents AS text)",
+            "CAST(job_agent_id AS text)",
+            "CAST(job_agent_config AS text)",
+        ),
+        _ => (
+            "LOWER(id)",
+            "job_agents",
+            "job_agent_id",
+            "job_agent_config",
+        ),
+    };
+    let id = match db.backend {
+        Backend::Sqlite => "CASE typeof(id) WHEN 'blob' THEN lower(hex(id)) ELSE lower(id) END",
+        Backend::MariaDb => "IF(LENGTH(id) = 16, LOWER(HEX(id)), LOWER(id))",
+        Backend::Postgres => id,
+    };
+    let sql = format!("SELECT {id}, {agents}, {agent_id}, {config} FROM deployment");
+    let rows = db
+        .conn
+        .query_all_raw(db.statement(&sql, vec![]))
+        .await
+        .expect("legacy rows");
+    for row in rows {
+        let id: String = row.try_get_by_index(0).unwrap();
+        let id = Uuid::parse_str(&id).unwrap();
+        let job_agents: Json =
+            serde_json::from_str(&row.try_get_by_index::<String>(1).unwrap()).unwrap();
+        let job_agent_id: Option<String> = row.try_get_by_index(2).unwrap();
+        let config: Json =
+            serde_json::from_str(&row.try_get_by_index::<String>(3).unwrap()).unwrap();
+        let expected: Vec<Json> = links
+            .iter()
+            .filter(|l| l.0 == id)
+            .map(|l| json!({"ref": l.1.hyphenated().to_string(), "config": l.2}))
+            .collect();
+        assert_eq!(job_agents, Json::Array(expected), "job_agents of {id}");
+        assert_eq!(job_agent_id, None, "job_agent_id of {id}");
+        assert_eq!(config, json!({}), "job_agent_config of {id}");
+    }
+}
+
+async fn messy_rows_on_a_hand_built_schema(db: TestDb) {
+    messy_rows_migrate_by_the_rules(db, LegacySchema::HandBuilt).await;
+}
+
+async fn messy_rows_on_the_baseline_schema(db: TestDb) {
+    messy_rows_migrate_by_the_rules(db, LegacySchema::Baseline).await;
+}
+
+async fn baseline_leaves_existing_legacy_tables_alone(db: TestDb) {
+    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    seed(&legacy, &cases(false)[..3]).await;
+    let before = read::columns(&db, "deployment").await;
+    Migrator::up(&db.conn, Some(1)).await.expect("baseline");
+    assert_eq!(read::columns(&db, "deployment").await, before);
+    assert_eq!(read::count(&db, "deployment").await, 3);
+    assert_eq!(read::count(&db, "job_agent").await, 5);
+}
+
+async fn baseline_down_refuses_to_drop_tables_with_rows(db: TestDb) {
+    let legacy = Legacy::build(&db, LegacySchema::Baseline).await;
+    legacy.workspace(W1).await;
+    let error = Migrator::down(&db.conn, Some(1))
+        .await
+        .expect_err("down must refuse");
+    assert!(
+        error.to_string().contains("`workspace` holds rows"),
+        "{error}"
+    );
+    assert_eq!(read::count(&db, "workspace").await, 1);
+
+    db.exec("DELETE FROM workspace", vec![]).await;
+    Migrator::down(&db.conn, Some(1))
+        .await
+        .expect("empty tables may go");
+    assert!(read::columns(&db, "workspace").await.is_empty());
+}
+
+async fn rerunning_the_backfill_duplicates_nothing(db: TestDb) {
+    let cases = cases(stores_invalid_json(&db, LegacySchema::HandBuilt));
+    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    seed(&legacy, &cases).await;
+    Migrator::up(&db.conn, Some(3))
+        .await
+        .expect("up to the backfill");
+    let links = read::links(&db).await;
+    let rejects = read::rejects(&db).await;
+
+    // As after a crash between the last batch and the migration's bookkeeping.
+    migration::backfill::backfill_all(&db.conn)
+        .await
+        .expect("backfill again");
+    assert_eq!(read::links(&db).await, links);
+    assert_eq!(read::rejects(&db).await, rejects);
+
+    // Down one step (links removed, legacy columns untouched) and up again.
+    Migrator::down(&db.conn, Some(1))
+        .await
+        .expect("down the backfill");
+    assert_eq!(read::count(&db, "deployment_job_agent").await, 0);
+    Migrator::up(&db.conn, None).await.expect("up");
+    assert_eq!(read::links(&db).await, links);
+    assert_eq!(read::rejects(&db).await, rejects);
+}
+
+async fn links_survive_dropping_the_legacy_columns(db: TestDb) {
+    let cases = cases(false);
+    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    seed(&legacy, &cases).await;
+    Migrator::up(&db.conn, Some(3))
+        .await
+        .expect("up to the backfill");
+    let links = read::links(&db).await;
+    assert!(!links.is_empty());
+    Migrator::up(&db.conn, None)
+        .await
+        .expect("drop the legacy columns");
+    assert_eq!(read::links(&db).await, links);
+    assert_eq!(read::count(&db, "deployment").await, cases.len() as i64);
+
+    // The foreign keys still hold and still cascade.
+    let id = legacy.id(d(14));
+    db.exec("DELETE FROM deployment WHERE id = $1", vec![id])
+        .await;
+    let left = read::links(&db).await;
+    assert_eq!(left.len(), links.len() - 3);
+    assert!(left.iter().all(|l| l.0 != d(14)));
+}
