@@ -3,11 +3,12 @@
 //!
 //! It manages its own transactions (one per batch) instead of one around the whole table,
 //! so a large live table is never locked for the length of the backfill, and a rerun after
-//! a crash picks up where the data says it should.
+//! a crash converges to the same state. Writes made meanwhile are captured by triggers and
+//! caught up by the drop migration.
 
 use sea_orm_migration::prelude::*;
 
-use crate::backfill::backfill_all;
+use crate::backfill::{backfill_all, capture};
 use crate::tables::DeploymentJobAgent;
 
 #[derive(DeriveMigrationName)]
@@ -16,12 +17,16 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        backfill_all(manager.get_connection()).await.map(|_| ())
+        let conn = manager.get_connection();
+        // Capture first: a write that lands after this is caught up before the drop.
+        capture::install(conn).await?;
+        backfill_all(conn).await.map(|_| ())
     }
 
     /// Removes the links the backfill wrote. The legacy columns still hold (or, after the
     /// drop migration's `down`, hold again) what the links said. Reject rows are kept.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        capture::remove(manager.get_connection()).await?;
         let delete = Query::delete()
             .from_table(DeploymentJobAgent::Table)
             .to_owned();

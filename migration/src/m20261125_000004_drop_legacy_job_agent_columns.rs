@@ -1,12 +1,16 @@
 //! Drops `job_agents`, `job_agent_id` and `job_agent_config` from `deployment`.
 //!
-//! PostgreSQL does it in one transaction. MariaDB commits DDL as it goes, so each step
-//! checks what is already done. SQLite rebuilds the table (see [`crate::sqlite_rebuild`]),
-//! keeping every link. `down` adds the columns back and refills `job_agents` from the links.
+//! Writers are kept out while the last legacy writes are caught up and the columns go, so
+//! nothing written to them is lost: PostgreSQL locks `deployment` against writes for the
+//! migration's transaction; MariaDB holds `LOCK TABLES` (its DDL commits as it goes, so each
+//! step checks what is already done); SQLite does it in one write transaction while it
+//! rebuilds the table (see [`crate::sqlite_rebuild`]), keeping every link. `down` adds the
+//! columns back and refills `job_agents` from the links.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DbBackend, Statement};
+use sea_orm_migration::sea_orm::{DbBackend, Statement, TransactionTrait};
 
+use crate::backfill::{capture, catch_up};
 use crate::dialect::column_type;
 use crate::restore::job_agents_from_links;
 use crate::sqlite_rebuild;
@@ -21,24 +25,32 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let conn = manager.get_connection();
-        if manager.get_database_backend() == DbBackend::Sqlite {
-            return sqlite_rebuild::drop_columns(conn, "deployment", &LEGACY_COLUMNS).await;
-        }
-        if manager.get_database_backend() == DbBackend::MySql {
-            drop_mysql_foreign_keys(manager, "job_agent_id").await?;
-        }
-        let mut alter = Table::alter();
-        alter.table(Deployment::Table);
-        let mut any = false;
-        for column in LEGACY_COLUMNS {
-            if manager.has_column("deployment", column).await? {
-                alter.drop_column(Alias::new(column));
-                any = true;
+        match manager.get_database_backend() {
+            DbBackend::Sqlite => {
+                let first = async |txn: &_| finish_backfill(&SchemaManager::new(txn)).await;
+                sqlite_rebuild::drop_columns(conn, "deployment", &LEGACY_COLUMNS, first).await
             }
-        }
-        match any {
-            true => manager.alter_table(alter).await,
-            false => Ok(()),
+            DbBackend::Postgres => {
+                // Inside this migration's transaction: reads go on, writes wait for the commit.
+                let lock = "LOCK TABLE deployment IN SHARE ROW EXCLUSIVE MODE";
+                conn.execute_unprepared(lock).await?;
+                finish_backfill(manager).await?;
+                drop_legacy_columns(manager).await
+            }
+            _ => {
+                // LOCK TABLES belongs to one session: a transaction pins one connection.
+                let txn = conn.begin().await?;
+                let locked = SchemaManager::new(&txn);
+                let result = match lock_mysql_tables(&locked).await {
+                    Ok(()) => drop_under_mysql_lock(&locked).await,
+                    Err(error) => Err(error),
+                };
+                // Never hand a connection that still holds table locks back to the pool.
+                let unlocked = txn.execute_unprepared("UNLOCK TABLES").await;
+                result?;
+                unlocked?;
+                txn.commit().await
+            }
         }
     }
 
@@ -86,8 +98,62 @@ impl MigrationTrait for Migration {
                     .await?;
             }
         }
-        job_agents_from_links(conn).await
+        job_agents_from_links(conn).await?;
+        // The legacy columns are live again: capture writes until the next `up`.
+        capture::install(conn).await
     }
+}
+
+/// Applies the writes captured since the backfill, then stops capturing.
+async fn finish_backfill(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    if manager
+        .has_table("deployment_job_agent_backfill_pending")
+        .await?
+    {
+        catch_up(manager.get_connection()).await?;
+    }
+    capture::remove(manager.get_connection()).await
+}
+
+async fn drop_legacy_columns(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let mut alter = Table::alter();
+    alter.table(Deployment::Table);
+    let mut any = false;
+    for column in LEGACY_COLUMNS {
+        if manager.has_column("deployment", column).await? {
+            alter.drop_column(Alias::new(column));
+            any = true;
+        }
+    }
+    match any {
+        true => manager.alter_table(alter).await,
+        false => Ok(()),
+    }
+}
+
+/// Every table the catch-up and the drop touch; foreign-key parents and trigger targets are
+/// locked implicitly.
+async fn lock_mysql_tables(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let mut sql = "LOCK TABLES deployment WRITE, deployment_job_agent WRITE, \
+                   deployment_job_agent_backfill_reject WRITE, job_agent READ"
+        .to_owned();
+    if manager
+        .has_table("deployment_job_agent_backfill_pending")
+        .await?
+    {
+        sql.push_str(", deployment_job_agent_backfill_pending WRITE");
+    }
+    manager
+        .get_connection()
+        .execute_unprepared(&sql)
+        .await
+        .map(|_| ())
+}
+
+async fn drop_under_mysql_lock(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    finish_backfill(manager).await?;
+    drop_mysql_foreign_keys(manager, "job_agent_id").await?;
+    drop_legacy_columns(manager).await
 }
 
 /// MariaDB will not drop a column that a foreign key uses, so its constraints go first.

@@ -9,34 +9,50 @@
 //! unique constraints, indexes), so extra columns of a hand-built table survive.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DbBackend, Statement, TransactionSession, TransactionTrait};
+use sea_orm_migration::sea_orm::{
+    DbBackend, SqliteTransactionMode, Statement, TransactionOptions, TransactionSession,
+    TransactionTrait,
+};
 
-/// Removes `dropped` columns from `table`, keeping everything else. Does nothing when none
-/// of them is there any more, so a rerun is harmless.
-pub async fn drop_columns<C>(conn: &C, table: &str, dropped: &[&str]) -> Result<(), DbErr>
+/// Removes `dropped` columns from `table`, keeping everything else. `first` runs inside the
+/// rebuild's write transaction, before the copy (no other writer can get in between). Does
+/// nothing when none of the columns is there any more, so a rerun is harmless.
+pub async fn drop_columns<C, F>(
+    conn: &C,
+    table: &str,
+    dropped: &[&str],
+    first: F,
+) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
+    F: AsyncFnOnce(&C::Transaction) -> Result<(), DbErr>,
 {
     let columns = table_columns(conn, table).await?;
     if !columns.iter().any(|c| dropped.contains(&c.name.as_str())) {
         return Ok(());
     }
     conn.execute_unprepared("PRAGMA foreign_keys = OFF").await?;
-    let rebuilt = rebuild(conn, table, &columns, dropped).await;
+    let rebuilt = rebuild(conn, table, &columns, dropped, first).await;
     let restored = conn.execute_unprepared("PRAGMA foreign_keys = ON").await;
     rebuilt.and(restored.map(|_| ()))
 }
 
-async fn rebuild<C>(
+async fn rebuild<C, F>(
     conn: &C,
     table: &str,
     columns: &[TableColumn],
     dropped: &[&str],
+    first: F,
 ) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
+    F: AsyncFnOnce(&C::Transaction) -> Result<(), DbErr>,
 {
-    let txn = conn.begin().await?;
+    let immediate = TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    };
+    let txn = conn.begin_with_options(immediate).await?;
     let enforced: i32 =
         query_rows(&txn, "PRAGMA foreign_keys", vec![]).await?[0].try_get_by_index(0)?;
     if enforced != 0 {
@@ -46,6 +62,7 @@ where
                 .to_owned(),
         ));
     }
+    first(&txn).await?;
     let kept: Vec<&TableColumn> = columns
         .iter()
         .filter(|c| !dropped.contains(&c.name.as_str()))

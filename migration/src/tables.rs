@@ -53,6 +53,14 @@ pub enum BackfillReject {
     Reason,
 }
 
+/// Deployments written while the migration runs, caught up before the legacy columns go.
+#[derive(DeriveIden, Clone, Copy)]
+pub enum BackfillPending {
+    #[sea_orm(iden = "deployment_job_agent_backfill_pending")]
+    Table,
+    DeploymentId,
+}
+
 /// Index names, so `down` drops exactly what `up` created.
 pub const JOB_AGENT_ID_INDEX: &str = "deployment_job_agent_job_agent_id_idx";
 pub const REJECT_DEPLOYMENT_INDEX: &str = "deployment_job_agent_backfill_reject_deployment_id_idx";

@@ -16,6 +16,7 @@ on_every_backend!(
     baseline_down_refuses_to_drop_tables_with_rows,
     rerunning_the_backfill_duplicates_nothing,
     links_survive_dropping_the_legacy_columns,
+    writes_after_the_backfill_are_caught_up_before_the_drop,
 );
 
 const W1: Uuid = Uuid::from_u128(0xaaaa_0001);
@@ -487,4 +488,49 @@ async fn links_survive_dropping_the_legacy_columns(db: TestDb) {
     let left = read::links(&db).await;
     assert_eq!(left.len(), links.len() - 3);
     assert!(left.iter().all(|l| l.0 != d(14)));
+}
+
+async fn writes_after_the_backfill_are_caught_up_before_the_drop(db: TestDb) {
+    let cases = cases(false);
+    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    seed(&legacy, &cases).await;
+    Migrator::up(&db.conn, Some(3))
+        .await
+        .expect("up to the backfill");
+    let before = read::links(&db).await;
+    let rejects_before = read::rejects(&db).await;
+
+    // What the legacy application keeps doing while the migration runs.
+    let new = d(100);
+    let agents = json!([A1.to_string()]).to_string();
+    legacy.deployment(new, Some(W1), None, "{}", &agents).await;
+    let set_agents = match db.backend {
+        Backend::Postgres => "UPDATE deployment SET job_agents = CAST($1 AS jsonb) WHERE id = $2",
+        _ => "UPDATE deployment SET job_agents = $1 WHERE id = $2",
+    };
+    let a2 = json!([A2.to_string()]).to_string();
+    db.exec(set_agents, vec![a2.into(), legacy.id(d(5))]).await;
+    db.exec(set_agents, vec!["[]".into(), legacy.id(d(1))])
+        .await;
+    db.exec(
+        "DELETE FROM deployment WHERE id = $1",
+        vec![legacy.id(d(9))],
+    )
+    .await;
+
+    Migrator::up(&db.conn, None)
+        .await
+        .expect("catch up and drop");
+    let mut expected: Vec<LinkRow> = before.into_iter().filter(|l| l.0 != d(1)).collect();
+    expected.push((new, A1, json!({})));
+    expected.push((d(5), A2, json!({})));
+    expected.sort_by_key(|link| (link.0, link.1));
+    assert_eq!(read::links(&db).await, expected);
+    // Rejects are history: the deleted deployment's stay.
+    assert_eq!(read::rejects(&db).await, rejects_before);
+    assert!(
+        read::columns(&db, "deployment_job_agent_backfill_pending")
+            .await
+            .is_empty()
+    );
 }

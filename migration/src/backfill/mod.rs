@@ -6,7 +6,10 @@
 //! there. That makes the backfill idempotent: run again after a crash, a `down`, or with
 //! some deployments changed, it converges to the same links and never duplicates a reject.
 //! Memory stays bounded by the batch size (plus the `job_agent` table, which is read once).
+//!
+//! Writes made while it runs are recorded by [`capture`] and applied by [`catch_up`].
 
+pub mod capture;
 pub mod ids;
 pub mod rules;
 mod store;
@@ -17,6 +20,7 @@ use std::time::Instant;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbErr, TransactionSession, TransactionTrait};
 
 pub use rules::{LegacyColumn, RejectReason};
+use store::{AgentDirectory, LegacyRow, PlannedDeployment, Selection};
 
 /// Deployments read and written per transaction.
 pub const BATCH_SIZE: u64 = 2_000;
@@ -49,6 +53,16 @@ impl BackfillSummary {
             .collect();
         parts.join(" ")
     }
+
+    fn log(&self, what: &str, started: Instant) {
+        tracing::info!(
+            "{what}: {} deployments read, {} links written, rejects: {}, {:.1}s",
+            self.deployments,
+            self.links,
+            self.rejects_line(),
+            started.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// Backfills every deployment. Bad data never aborts it: it becomes reject rows. Only a
@@ -58,35 +72,62 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let started = Instant::now();
-    let agents = store::AgentDirectory::load(conn).await?;
+    let agents = AgentDirectory::load(conn).await?;
     let mut summary = BackfillSummary::default();
     let mut cursor = None;
     loop {
         let txn = conn.begin().await?;
-        let batch = store::read_deployments(&txn, cursor.as_ref(), BATCH_SIZE).await?;
+        let page = Selection::Page {
+            after: cursor.as_ref(),
+            limit: BATCH_SIZE,
+        };
+        let batch = store::read_deployments(&txn, page).await?;
         let Some(last) = batch.last() else { break };
         cursor = Some(last.id.clone());
-        let planned: Vec<store::PlannedDeployment> = batch
-            .iter()
-            .map(|row| store::PlannedDeployment {
-                id: row.id.clone(),
-                plan: rules::plan_deployment(&row.as_legacy(), |id| agents.facts(id)),
-            })
-            .collect();
-        store::write_plans(&txn, &planned, &agents).await?;
+        apply(&txn, &batch, &agents, &mut summary).await?;
         txn.commit().await?;
-        planned.iter().for_each(|p| summary.add(&p.plan));
         tracing::debug!(
             deployments = summary.deployments,
             "backfill batch committed"
         );
     }
-    tracing::info!(
-        "backfill: {} deployments read, {} links written, rejects: {}, {:.1}s",
-        summary.deployments,
-        summary.links,
-        summary.rejects_line(),
-        started.elapsed().as_secs_f64()
-    );
+    summary.log("backfill", started);
     Ok(summary)
+}
+
+/// Backfills again the deployments written since [`capture::install`], until none is
+/// pending. Opens no transaction: the caller holds whatever keeps writers out.
+pub async fn catch_up<C: ConnectionTrait>(conn: &C) -> Result<BackfillSummary, DbErr> {
+    let started = Instant::now();
+    let agents = AgentDirectory::load(conn).await?;
+    let mut summary = BackfillSummary::default();
+    loop {
+        let ids = capture::pending(conn, BATCH_SIZE).await?;
+        if ids.is_empty() {
+            break;
+        }
+        let batch = store::read_deployments(conn, Selection::Ids(&ids)).await?;
+        apply(conn, &batch, &agents, &mut summary).await?;
+        capture::forget(conn, &ids).await?;
+    }
+    summary.log("catch-up of writes made during the backfill", started);
+    Ok(summary)
+}
+
+async fn apply<C: ConnectionTrait>(
+    conn: &C,
+    batch: &[LegacyRow],
+    agents: &AgentDirectory,
+    summary: &mut BackfillSummary,
+) -> Result<(), DbErr> {
+    let planned: Vec<PlannedDeployment> = batch
+        .iter()
+        .map(|row| PlannedDeployment {
+            id: row.id.clone(),
+            plan: rules::plan_deployment(&row.as_legacy(), |id| agents.facts(id)),
+        })
+        .collect();
+    store::write_plans(conn, &planned, agents).await?;
+    planned.iter().for_each(|p| summary.add(&p.plan));
+    Ok(())
 }

@@ -82,11 +82,21 @@ impl LegacyRow {
     }
 }
 
-/// The next `limit` deployments after `after`, in id order.
+/// Which deployments to read.
+pub enum Selection<'a> {
+    /// The next `limit` after `after` (from the start when `None`), in id order.
+    Page {
+        after: Option<&'a StoredId>,
+        limit: u64,
+    },
+    /// Exactly these (those that still exist).
+    Ids(&'a [StoredId]),
+}
+
+/// Reads deployments' legacy columns.
 pub async fn read_deployments<C: ConnectionTrait>(
     conn: &C,
-    after: Option<&StoredId>,
-    limit: u64,
+    selection: Selection<'_>,
 ) -> Result<Vec<LegacyRow>, DbErr> {
     let backend = conn.get_database_backend();
     let mut query = Query::select();
@@ -113,10 +123,18 @@ pub async fn read_deployments<C: ConnectionTrait>(
             Deployment::JobAgents,
         ))
         .from(Deployment::Table)
-        .order_by((Deployment::Table, Deployment::Id), Order::Asc)
-        .limit(limit);
-    if let Some(after) = after {
-        query.and_where(Expr::col((Deployment::Table, Deployment::Id)).gt(after.to_value()));
+        .order_by((Deployment::Table, Deployment::Id), Order::Asc);
+    let id = Expr::col((Deployment::Table, Deployment::Id));
+    match selection {
+        Selection::Page { after, limit } => {
+            query.limit(limit);
+            if let Some(after) = after {
+                query.and_where(id.gt(after.to_value()));
+            }
+        }
+        Selection::Ids(ids) => {
+            query.and_where(id.is_in(ids.iter().map(StoredId::to_value)));
+        }
     }
     let rows = conn.query_all(&query).await?;
     rows.iter()

@@ -1,0 +1,128 @@
+//! Change capture for live databases.
+//!
+//! Before the backfill reads its first batch, triggers on `deployment` start recording the id
+//! of every row inserted or updated into `deployment_job_agent_backfill_pending`. The drop
+//! migration then blocks writers, backfills those ids again ([`super::catch_up`]) and drops the
+//! legacy columns in the same critical section, so no legacy write is lost: one committed
+//! before the triggers existed is seen by the backfill's scan, one committed after them is in
+//! the pending table. Deleted deployments need nothing: their links go by `ON DELETE CASCADE`.
+//!
+//! Every statement here is fixed text: the only names in it are ours.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+use crate::dialect::{column_type, read_id, select_id};
+use crate::tables::BackfillPending;
+
+use super::ids::StoredId;
+
+/// Creates the pending table and the triggers that fill it. Safe to run again.
+pub async fn install<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    let id_type = column_type(conn, "deployment", "id").await?;
+    let table = Table::create()
+        .table(BackfillPending::Table)
+        .if_not_exists()
+        .col(
+            ColumnDef::new_with_type(BackfillPending::DeploymentId, ColumnType::custom(id_type))
+                .not_null()
+                .primary_key(),
+        )
+        .to_owned();
+    conn.execute(&table).await?;
+    for sql in install_triggers(conn.get_database_backend()) {
+        conn.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
+/// Drops the triggers and the pending table. Safe to run again.
+pub async fn remove<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    for sql in remove_triggers(conn.get_database_backend()) {
+        conn.execute_unprepared(sql).await?;
+    }
+    let drop = Table::drop()
+        .table(BackfillPending::Table)
+        .if_exists()
+        .to_owned();
+    conn.execute(&drop).await.map(|_| ())
+}
+
+/// Up to `limit` ids of deployments written since the triggers were installed.
+pub async fn pending<C: ConnectionTrait>(conn: &C, limit: u64) -> Result<Vec<StoredId>, DbErr> {
+    let backend = conn.get_database_backend();
+    let mut query = Query::select();
+    query
+        .exprs(select_id(
+            backend,
+            BackfillPending::Table,
+            BackfillPending::DeploymentId,
+        ))
+        .from(BackfillPending::Table)
+        .limit(limit);
+    let mut ids = vec![];
+    for row in conn.query_all(&query).await? {
+        ids.extend(read_id(backend, &row, &mut 0)?);
+    }
+    Ok(ids)
+}
+
+/// Marks these deployments as caught up.
+pub async fn forget<C: ConnectionTrait>(conn: &C, ids: &[StoredId]) -> Result<(), DbErr> {
+    let delete = Query::delete()
+        .from_table(BackfillPending::Table)
+        .and_where(
+            Expr::col(BackfillPending::DeploymentId).is_in(ids.iter().map(StoredId::to_value)),
+        )
+        .to_owned();
+    conn.execute(&delete).await.map(|_| ())
+}
+
+fn install_triggers(backend: DbBackend) -> &'static [&'static str] {
+    match backend {
+        DbBackend::Postgres => &[
+            "CREATE OR REPLACE FUNCTION deployment_job_agent_backfill_capture() RETURNS trigger \
+             LANGUAGE plpgsql AS $$ BEGIN \
+               INSERT INTO deployment_job_agent_backfill_pending (deployment_id) VALUES (NEW.id) \
+               ON CONFLICT DO NOTHING; \
+               RETURN NULL; \
+             END $$",
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture ON deployment",
+            "CREATE TRIGGER deployment_job_agent_backfill_capture AFTER INSERT OR UPDATE \
+             ON deployment FOR EACH ROW EXECUTE FUNCTION deployment_job_agent_backfill_capture()",
+        ],
+        DbBackend::Sqlite => &[
+            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_insert \
+             AFTER INSERT ON deployment BEGIN \
+               INSERT OR IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
+               VALUES (NEW.id); \
+             END",
+            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_update \
+             AFTER UPDATE ON deployment BEGIN \
+               INSERT OR IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
+               VALUES (NEW.id); \
+             END",
+        ],
+        _ => &[
+            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_insert \
+             AFTER INSERT ON deployment FOR EACH ROW \
+             INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) VALUES (NEW.id)",
+            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_update \
+             AFTER UPDATE ON deployment FOR EACH ROW \
+             INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) VALUES (NEW.id)",
+        ],
+    }
+}
+
+fn remove_triggers(backend: DbBackend) -> &'static [&'static str] {
+    match backend {
+        DbBackend::Postgres => &[
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture ON deployment",
+            "DROP FUNCTION IF EXISTS deployment_job_agent_backfill_capture()",
+        ],
+        _ => &[
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_insert",
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update",
+        ],
+    }
+}
