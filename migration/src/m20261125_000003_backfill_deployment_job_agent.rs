@@ -8,7 +8,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::backfill::{backfill_all, capture};
+use crate::backfill::{backfill_all, capture, restore_constraints};
 use crate::tables::DeploymentJobAgent;
 
 #[derive(DeriveMigrationName)]
@@ -27,6 +27,7 @@ impl MigrationTrait for Migration {
     /// drop migration's `down`, hold again) what the links said. Reject rows are kept.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         capture::remove(manager.get_connection()).await?;
+        restore_constraints(manager.get_connection()).await?;
         let delete = Query::delete()
             .from_table(DeploymentJobAgent::Table)
             .to_owned();

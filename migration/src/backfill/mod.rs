@@ -9,6 +9,7 @@
 //!
 //! Writes made while it runs are recorded by [`capture`] and applied by [`catch_up`].
 
+mod bulk_load;
 pub mod capture;
 pub mod ids;
 pub mod rules;
@@ -66,13 +67,18 @@ impl BackfillSummary {
 }
 
 /// Backfills every deployment. Bad data never aborts it: it becomes reject rows. Only a
-/// database error does, and then every batch committed so far is still consistent.
+/// database error does, and then every batch committed so far is still consistent (and
+/// running it again finishes the job).
 pub async fn backfill_all<C>(conn: &C) -> Result<BackfillSummary, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let started = Instant::now();
     let agents = AgentDirectory::load(conn).await?;
+    bulk_load::set_aside(conn).await?;
+    // Only this run writes links before the legacy columns go: batches never overlap, so
+    // on a first run no batch has old links to replace.
+    let links_may_exist = store::has_links(conn).await?;
     let mut summary = BackfillSummary::default();
     let mut cursor = None;
     loop {
@@ -84,15 +90,21 @@ where
         let batch = store::read_deployments(&txn, page).await?;
         let Some(last) = batch.last() else { break };
         cursor = Some(last.id.clone());
-        apply(&txn, &batch, &agents, &mut summary).await?;
+        apply(&txn, &batch, &agents, links_may_exist, &mut summary).await?;
         txn.commit().await?;
         tracing::debug!(
             deployments = summary.deployments,
             "backfill batch committed"
         );
     }
+    bulk_load::restore(conn).await?;
     summary.log("backfill", started);
     Ok(summary)
+}
+
+/// Puts back the join table's constraints if a failed backfill left them set aside.
+pub async fn restore_constraints<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    bulk_load::restore(conn).await
 }
 
 /// Backfills again the deployments written since [`capture::install`], until none is
@@ -107,7 +119,7 @@ pub async fn catch_up<C: ConnectionTrait>(conn: &C) -> Result<BackfillSummary, D
             break;
         }
         let batch = store::read_deployments(conn, Selection::Ids(&ids)).await?;
-        apply(conn, &batch, &agents, &mut summary).await?;
+        apply(conn, &batch, &agents, true, &mut summary).await?;
         capture::forget(conn, &ids).await?;
     }
     summary.log("catch-up of writes made during the backfill", started);
@@ -118,6 +130,7 @@ async fn apply<C: ConnectionTrait>(
     conn: &C,
     batch: &[LegacyRow],
     agents: &AgentDirectory,
+    links_may_exist: bool,
     summary: &mut BackfillSummary,
 ) -> Result<(), DbErr> {
     let planned: Vec<PlannedDeployment> = batch
@@ -127,7 +140,7 @@ async fn apply<C: ConnectionTrait>(
             plan: rules::plan_deployment(&row.as_legacy(), |id| agents.facts(id)),
         })
         .collect();
-    store::write_plans(conn, &planned, agents).await?;
+    store::write_plans(conn, &planned, agents, links_may_exist).await?;
     planned.iter().for_each(|p| summary.add(&p.plan));
     Ok(())
 }

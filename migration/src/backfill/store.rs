@@ -148,38 +148,41 @@ pub struct PlannedDeployment {
     pub plan: Plan,
 }
 
+/// Whether the join table holds any link yet (a first run of the backfill finds it empty).
+pub async fn has_links<C: ConnectionTrait>(conn: &C) -> Result<bool, DbErr> {
+    let query = Query::select()
+        .expr(Expr::val(1))
+        .from(DeploymentJobAgent::Table)
+        .limit(1)
+        .to_owned();
+    Ok(conn.query_one(&query).await?.is_some())
+}
+
 /// Replaces the links of these deployments and records their rejects not yet recorded.
+/// `links_may_exist: false` skips deleting old links, for a run that found none.
 pub async fn write_plans<C: ConnectionTrait>(
     conn: &C,
     planned: &[PlannedDeployment],
     agents: &AgentDirectory,
+    links_may_exist: bool,
 ) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
-    let ids = planned.iter().map(|p| p.id.to_value());
-    conn.execute(
-        Query::delete()
+    if links_may_exist {
+        let ids = planned.iter().map(|p| p.id.to_value());
+        let delete = Query::delete()
             .from_table(DeploymentJobAgent::Table)
-            .and_where(Expr::col(DeploymentJobAgent::DeploymentId).is_in(ids)),
-    )
-    .await?;
+            .and_where(Expr::col(DeploymentJobAgent::DeploymentId).is_in(ids))
+            .to_owned();
+        conn.execute(&delete).await?;
+    }
 
-    let links: Vec<Vec<Expr>> = planned
-        .iter()
-        .flat_map(|p| p.plan.links.iter().map(move |link| (p, link)))
-        .map(|(p, link)| {
-            vec![
-                Expr::val(p.id.to_value()),
-                Expr::val(agents.stored_id(&link.job_agent).to_value()),
-                json_value(backend, link.config.clone()),
-            ]
-        })
-        .collect();
-    let link_columns = [
-        DeploymentJobAgent::DeploymentId,
-        DeploymentJobAgent::JobAgentId,
-        DeploymentJobAgent::Config,
-    ];
-    insert_rows(conn, DeploymentJobAgent::Table, link_columns, links).await?;
+    let mut links: Vec<LinkRow> = vec![];
+    for p in planned {
+        for link in &p.plan.links {
+            links.push((&p.id, agents.stored_id(&link.job_agent), &link.config));
+        }
+    }
+    insert_links(conn, links).await?;
 
     let recorded = RecordedRejects::load(conn, planned).await?;
     let rejects: Vec<Vec<Expr>> = planned
@@ -204,6 +207,29 @@ pub async fn write_plans<C: ConnectionTrait>(
         BackfillReject::Reason,
     ];
     insert_rows(conn, BackfillReject::Table, reject_columns, rejects).await
+}
+
+/// A link to insert: deployment and agent ids as stored, config as exact JSON text.
+type LinkRow<'a> = (&'a StoredId, &'a StoredId, &'a str);
+
+async fn insert_links<C: ConnectionTrait>(conn: &C, links: Vec<LinkRow<'_>>) -> Result<(), DbErr> {
+    let backend = conn.get_database_backend();
+    let rows = links
+        .into_iter()
+        .map(|(deployment, agent, config)| {
+            vec![
+                Expr::val(deployment.to_value()),
+                Expr::val(agent.to_value()),
+                json_value(backend, config.to_owned()),
+            ]
+        })
+        .collect();
+    let columns = [
+        DeploymentJobAgent::DeploymentId,
+        DeploymentJobAgent::JobAgentId,
+        DeploymentJobAgent::Config,
+    ];
+    insert_rows(conn, DeploymentJobAgent::Table, columns, rows).await
 }
 
 async fn insert_rows<C: ConnectionTrait, T: IntoIden, I: IntoIden + Copy>(
