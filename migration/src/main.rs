@@ -2,11 +2,14 @@
 //! `sea-orm-cli migrate` expects, with a SQLite file as the default database.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use migration::{Migrator, MigratorTrait};
 use sea_orm_migration::sea_orm::{ConnectOptions, Database};
 use tracing_subscriber::EnvFilter;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Used when neither `-u` nor `DATABASE_URL` names a database.
 const DEFAULT_DATABASE_URL: &str = "sqlite://./deployments.sqlite?mode=rwc";
@@ -69,7 +72,11 @@ async fn main() -> ExitCode {
         }
     };
     let mut options = ConnectOptions::new(url);
-    options.sqlx_logging(cli.verbose);
+    options
+        .sqlx_logging(cli.verbose)
+        // Fail in seconds, not half a minute, when the server is down or the URL is wrong.
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(CONNECT_TIMEOUT);
     if let Some(schema) = cli.database_schema {
         options.set_schema_search_path(schema);
     }

@@ -1,0 +1,71 @@
+//! The migration command as operators run it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn migration(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_migration"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the migration binary")
+}
+
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn without_a_url_it_migrates_a_sqlite_file_in_the_current_directory() {
+    let dir = scratch_dir("cli_default_sqlite");
+    let up = migration(&dir, &["up"]);
+    let stdout = String::from_utf8_lossy(&up.stdout);
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(up.status.success(), "{stdout}\n{stderr}");
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("./deployments.sqlite"),
+        "first line: {first}"
+    );
+    assert!(dir.join("deployments.sqlite").is_file());
+    assert!(stderr.contains("backfill: 0 deployments read"), "{stderr}");
+
+    let status = migration(&dir, &["status"]);
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("m20261125_000004_drop_legacy_job_agent_columns"),
+        "{stderr}"
+    );
+}
+
+fn assert_fails_with_one_line(output: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(expected),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_url_is_one_clear_error() {
+    let dir = scratch_dir("cli_malformed_url");
+    let output = migration(&dir, &["-u", "not a url", "up"]);
+    assert_fails_with_one_line(&output, "cannot connect");
+}
+
+#[test]
+fn an_unreachable_server_is_one_clear_error() {
+    let dir = scratch_dir("cli_unreachable");
+    let output = migration(&dir, &["-u", "postgres://nobody@127.0.0.1:9/none", "up"]);
+    assert_fails_with_one_line(&output, "cannot connect");
+}
