@@ -1,0 +1,26 @@
+//! A deployment: something to deploy, run by any number of job agents.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// A row of `deployment`.
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "deployment")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    #[sea_orm(column_type = "Text")]
+    pub name: String,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub resource_selector: Option<String>,
+    /// The owning workspace, if any.
+    pub workspace_id: Option<Uuid>,
+    #[sea_orm(belongs_to, from = "workspace_id", to = "id")]
+    pub workspace: BelongsTo<Option<super::workspace::Entity>>,
+    /// The agents that run this deployment, through `deployment_job_agent`.
+    #[sea_orm(has_many, via = "deployment_job_agent")]
+    pub job_agents: HasMany<super::job_agent::Entity>,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

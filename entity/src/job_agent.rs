@@ -1,0 +1,24 @@
+//! A job agent: something that runs a deployment's jobs (a Kubernetes cluster, a CI runner…).
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// A row of `job_agent`.
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "job_agent")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    /// The owning workspace; `None` for an agent shared by every workspace.
+    pub workspace_id: Option<Uuid>,
+    #[sea_orm(column_type = "Text")]
+    pub name: String,
+    #[sea_orm(belongs_to, from = "workspace_id", to = "id")]
+    pub workspace: BelongsTo<Option<super::workspace::Entity>>,
+    /// The deployments this agent runs, through `deployment_job_agent`.
+    #[sea_orm(has_many, via = "deployment_job_agent")]
+    pub deployments: HasMany<super::deployment::Entity>,
+}
+
+impl ActiveModelBehavior for ActiveModel {}
