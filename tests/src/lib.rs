@@ -31,7 +31,7 @@ pub struct TestDb {
 impl TestDb {
     /// Drops any database left by an earlier run of this test and creates it anew.
     pub async fn create(backend: Backend, test: &str) -> TestDb {
-        let name = format!("jat_{}", test.to_lowercase());
+        let name = database_name(test);
         assert!(
             name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "test database names are plain identifiers: {name}"
@@ -110,6 +110,19 @@ fn numbered_to_positional(sql: &str, values: &[Value]) -> (String, Vec<Value>) {
         }
     }
     (out, ordered)
+}
+
+/// `jat_<test>`, shortened with a hash of the full name where servers' 64-character limit
+/// would cut it.
+fn database_name(test: &str) -> String {
+    let name = format!("jat_{}", test.to_lowercase());
+    if name.len() <= 60 {
+        return name;
+    }
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{}_{hash:016x}", &name[..43])
 }
 
 fn server_url(variable: &str, default: &str) -> String {

@@ -1,0 +1,187 @@
+//! Reads.
+
+use std::collections::HashMap;
+
+use entity::{deployment, deployment_job_agent, job_agent};
+use sea_orm::prelude::*;
+use sea_orm::{ConnectionTrait, QueryOrder, QuerySelect};
+use serde::Serialize;
+
+use crate::ServiceError;
+use crate::rules;
+
+/// A job agent of a deployment, with the link's config.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobAgentLink {
+    pub job_agent: job_agent::Model,
+    pub config: Json,
+}
+
+/// A deployment run by a job agent, with the link's config.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeploymentLink {
+    pub deployment: deployment::Model,
+    pub config: Json,
+}
+
+/// A deployment with all its job agents, ordered by agent id.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeploymentWithAgents {
+    pub deployment: deployment::Model,
+    pub job_agents: Vec<JobAgentLink>,
+}
+
+/// One page of deployments; pass `next_after` back to get the next page.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeploymentPage {
+    pub deployments: Vec<DeploymentWithAgents>,
+    /// The last id of this page when more may follow, `None` on the last page.
+    pub next_after: Option<Uuid>,
+}
+
+/// Read-only operations.
+pub struct Query;
+
+impl Query {
+    /// The job agents of a deployment, each with its config, ordered by agent id.
+    ///
+    /// ```
+    /// # async fn run(db: &sea_orm::DatabaseConnection, id: sea_orm::prelude::Uuid) -> Result<(), service::ServiceError> {
+    /// for link in service::Query::job_agents_of_deployment(db, id).await? {
+    ///     println!("{} runs it with {}", link.job_agent.name, link.config);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_agents_of_deployment<C: ConnectionTrait>(
+        db: &C,
+        deployment_id: Uuid,
+    ) -> Result<Vec<JobAgentLink>, ServiceError> {
+        let rows = deployment_job_agent::Entity::find()
+            .filter(deployment_job_agent::Column::DeploymentId.eq(deployment_id))
+            .find_also_related(job_agent::Entity)
+            .order_by_asc(deployment_job_agent::Column::JobAgentId)
+            .all(db)
+            .await?;
+        if rows.is_empty() {
+            rules::existing_deployment(db, deployment_id).await?;
+        }
+        Ok(rows.into_iter().filter_map(agent_link).collect())
+    }
+
+    /// The deployments a job agent runs, each with its config, ordered by deployment id.
+    /// Looks links up by `job_agent_id` (indexed), never scanning all links.
+    pub async fn deployments_of_job_agent<C: ConnectionTrait>(
+        db: &C,
+        job_agent_id: Uuid,
+    ) -> Result<Vec<DeploymentLink>, ServiceError> {
+        let rows = deployment_job_agent::Entity::find()
+            .filter(deployment_job_agent::Column::JobAgentId.eq(job_agent_id))
+            .find_also_related(deployment::Entity)
+            .order_by_asc(deployment_job_agent::Column::DeploymentId)
+            .all(db)
+            .await?;
+        if rows.is_empty()
+            && job_agent::Entity::find_by_id(job_agent_id)
+                .one(db)
+                .await?
+                .is_none()
+        {
+            return Err(ServiceError::JobAgentNotFound(job_agent_id));
+        }
+        let links = rows.into_iter().filter_map(|(link, deployment)| {
+            deployment.map(|deployment| DeploymentLink {
+                deployment,
+                config: link.config,
+            })
+        });
+        Ok(links.collect())
+    }
+
+    /// A page of a workspace's deployments with their agents, in id order after `after`.
+    /// Two statements per page whatever its size: the deployments, then all their links
+    /// with their agents.
+    ///
+    /// ```
+    /// # async fn run(db: &sea_orm::DatabaseConnection, workspace: sea_orm::prelude::Uuid) -> Result<(), service::ServiceError> {
+    /// let mut after = None;
+    /// loop {
+    ///     let page = service::Query::workspace_deployments(db, workspace, after, 100).await?;
+    ///     for item in &page.deployments {
+    ///         println!("{}: {} agents", item.deployment.name, item.job_agents.len());
+    ///     }
+    ///     match page.next_after {
+    ///         Some(last) => after = Some(last),
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn workspace_deployments<C: ConnectionTrait>(
+        db: &C,
+        workspace_id: Uuid,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<DeploymentPage, ServiceError> {
+        let limit = limit.max(1);
+        let mut select = deployment::Entity::find()
+            .filter(deployment::Column::WorkspaceId.eq(workspace_id))
+            .order_by_asc(deployment::Column::Id)
+            .limit(limit);
+        if let Some(after) = after {
+            select = select.filter(deployment::Column::Id.gt(after));
+        }
+        let deployments = select.all(db).await?;
+        if deployments.is_empty() {
+            rules::existing_workspace(db, workspace_id).await?;
+            return Ok(DeploymentPage {
+                deployments: vec![],
+                next_after: None,
+            });
+        }
+        let mut agents = links_by_deployment(db, deployments.iter().map(|d| d.id)).await?;
+        let next_after =
+            (deployments.len() as u64 == limit).then(|| deployments[deployments.len() - 1].id);
+        let deployments = deployments
+            .into_iter()
+            .map(|deployment| DeploymentWithAgents {
+                job_agents: agents.remove(&deployment.id).unwrap_or_default(),
+                deployment,
+            })
+            .collect();
+        Ok(DeploymentPage {
+            deployments,
+            next_after,
+        })
+    }
+}
+
+/// The links of these deployments with their agents, in one statement.
+async fn links_by_deployment<C: ConnectionTrait>(
+    db: &C,
+    deployments: impl Iterator<Item = Uuid>,
+) -> Result<HashMap<Uuid, Vec<JobAgentLink>>, ServiceError> {
+    let rows = deployment_job_agent::Entity::find()
+        .filter(deployment_job_agent::Column::DeploymentId.is_in(deployments))
+        .find_also_related(job_agent::Entity)
+        .order_by_asc(deployment_job_agent::Column::DeploymentId)
+        .order_by_asc(deployment_job_agent::Column::JobAgentId)
+        .all(db)
+        .await?;
+    let mut by_deployment: HashMap<Uuid, Vec<JobAgentLink>> = HashMap::new();
+    for row in rows {
+        let deployment_id = row.0.deployment_id;
+        if let Some(link) = agent_link(row) {
+            by_deployment.entry(deployment_id).or_default().push(link);
+        }
+    }
+    Ok(by_deployment)
+}
+
+fn agent_link(
+    (link, agent): (deployment_job_agent::Model, Option<job_agent::Model>),
+) -> Option<JobAgentLink> {
+    agent.map(|job_agent| JobAgentLink {
+        job_agent,
+        config: link.config,
+    })
+}
