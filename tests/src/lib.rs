@@ -149,10 +149,12 @@ async fn exec(conn: &DatabaseConnection, sql: &str) {
 }
 
 /// Defines one test per backend for each listed case: `postgres::case`, `mariadb::case`,
-/// `sqlite::case`, so the test output names the backend of every result.
+/// `sqlite::case`, so the test output names the backend of every result. Built with the
+/// `runtime-async-std` feature instead, it defines the SQLite tests only, on async-std.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($case:ident),* $(,)?) => {
+        #[cfg(feature = "runtime-tokio")]
         mod postgres {
             $(#[tokio::test]
             async fn $case() {
@@ -160,6 +162,7 @@ macro_rules! on_every_backend {
                     $crate::Backend::Postgres, concat!("pg_", stringify!($case))).await).await;
             })*
         }
+        #[cfg(feature = "runtime-tokio")]
         mod mariadb {
             $(#[tokio::test]
             async fn $case() {
@@ -167,11 +170,20 @@ macro_rules! on_every_backend {
                     $crate::Backend::MariaDb, concat!("my_", stringify!($case))).await).await;
             })*
         }
+        #[cfg(feature = "runtime-tokio")]
         mod sqlite {
             $(#[tokio::test]
             async fn $case() {
                 super::$case($crate::TestDb::create(
                     $crate::Backend::Sqlite, concat!("lite_", stringify!($case))).await).await;
+            })*
+        }
+        #[cfg(all(feature = "runtime-async-std", not(feature = "runtime-tokio")))]
+        mod sqlite_async_std {
+            $(#[async_std::test]
+            async fn $case() {
+                super::$case($crate::TestDb::create(
+                    $crate::Backend::Sqlite, concat!("las_", stringify!($case))).await).await;
             })*
         }
     };

@@ -510,10 +510,11 @@ async fn concurrent_replaces_leave_exactly_one_callers_set(db: TestDb) {
         links
     };
     for round in 0..20 {
-        let (a, b) = tokio::join!(
+        let (a, b) = futures_util::future::join(
             Mutation::replace_job_agents(&first, w.d1, one.clone()),
             Mutation::replace_job_agents(&second, w.d1, other.clone()),
-        );
+        )
+        .await;
         a.unwrap();
         b.unwrap();
         let links = all_links(&db).await;
