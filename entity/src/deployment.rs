@@ -8,14 +8,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "deployment")]
 pub struct Model {
+    /// Primary key.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
+    /// Display name.
     #[sea_orm(column_type = "Text")]
     pub name: String,
+    /// Which resources the deployment targets, in the selector language of the platform.
     #[sea_orm(column_type = "Text", nullable)]
     pub resource_selector: Option<String>,
     /// The owning workspace, if any.
     pub workspace_id: Option<Uuid>,
+    /// The owning workspace, when there is one.
     #[sea_orm(belongs_to, from = "workspace_id", to = "id")]
     pub workspace: BelongsTo<Option<super::workspace::Entity>>,
     /// The agents that run this deployment, through `deployment_job_agent`.

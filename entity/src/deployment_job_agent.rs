@@ -10,15 +10,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "deployment_job_agent")]
 pub struct Model {
+    /// The deployment (part of the primary key).
     #[sea_orm(primary_key, auto_increment = false)]
     pub deployment_id: Uuid,
+    /// The agent that runs it (part of the primary key).
     #[sea_orm(primary_key, auto_increment = false)]
     pub job_agent_id: Uuid,
     /// The agent's configuration for this deployment: always a JSON object.
     #[sea_orm(column_type = "JsonBinary")]
     pub config: Json,
+    /// The linked deployment.
     #[sea_orm(belongs_to, from = "deployment_id", to = "id", on_delete = "Cascade")]
     pub deployment: BelongsTo<super::deployment::Entity>,
+    /// The linked job agent.
     #[sea_orm(belongs_to, from = "job_agent_id", to = "id", on_delete = "Cascade")]
     pub job_agent: BelongsTo<super::job_agent::Entity>,
 }

@@ -8,12 +8,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "job_agent")]
 pub struct Model {
+    /// Primary key.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     /// The owning workspace; `None` for an agent shared by every workspace.
     pub workspace_id: Option<Uuid>,
+    /// Display name.
     #[sea_orm(column_type = "Text")]
     pub name: String,
+    /// The owning workspace, when there is one.
     #[sea_orm(belongs_to, from = "workspace_id", to = "id")]
     pub workspace: BelongsTo<Option<super::workspace::Entity>>,
     /// The deployments this agent runs, through `deployment_job_agent`.

@@ -24,6 +24,8 @@
 //! assert!(sql.contains(r#"INNER JOIN "deployment_job_agent""#));
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod deployment;
 pub mod deployment_job_agent;
 pub mod job_agent;

@@ -8,12 +8,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "workspace")]
 pub struct Model {
+    /// Primary key.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
+    /// Display name.
     #[sea_orm(column_type = "Text")]
     pub name: String,
+    /// The workspace's own job agents.
     #[sea_orm(has_many)]
     pub job_agents: HasMany<super::job_agent::Entity>,
+    /// The workspace's deployments.
     #[sea_orm(has_many)]
     pub deployments: HasMany<super::deployment::Entity>,
 }

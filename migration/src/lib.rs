@@ -14,6 +14,8 @@
 //! The backfill's rules live in [`backfill::rules`]; what it could not carry over whole is
 //! recorded in `deployment_job_agent_backfill_reject`.
 
+#![warn(missing_docs)]
+
 pub use sea_orm_migration::prelude::*;
 
 pub mod backfill;

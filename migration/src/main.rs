@@ -1,6 +1,7 @@
 //! The migration command: `up`, `down`, `status`, `fresh`, `refresh`, `reset`, as
 //! `sea-orm-cli migrate` expects, with a SQLite file as the default database.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -115,6 +116,7 @@ fn init_tracing(verbose: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

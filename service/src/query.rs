@@ -13,27 +13,34 @@ use crate::rules;
 /// A job agent of a deployment, with the link's config.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct JobAgentLink {
+    /// The agent.
     pub job_agent: job_agent::Model,
+    /// The link's config.
     pub config: Json,
 }
 
 /// A deployment run by a job agent, with the link's config.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DeploymentLink {
+    /// The deployment.
     pub deployment: deployment::Model,
+    /// The link's config.
     pub config: Json,
 }
 
 /// A deployment with all its job agents, ordered by agent id.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DeploymentWithAgents {
+    /// The deployment.
     pub deployment: deployment::Model,
+    /// Its agents, each with its config.
     pub job_agents: Vec<JobAgentLink>,
 }
 
 /// One page of deployments; pass `next_after` back to get the next page.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DeploymentPage {
+    /// The deployments of this page, in id order.
     pub deployments: Vec<DeploymentWithAgents>,
     /// The last id of this page when more may follow, `None` on the last page.
     pub next_after: Option<Uuid>,

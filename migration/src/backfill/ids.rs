@@ -14,8 +14,11 @@ use uuid::Uuid;
 /// An id value exactly as read from the database.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum StoredId {
+    /// A native UUID column (PostgreSQL `uuid`).
     Uuid(Uuid),
+    /// Text: `CHAR(36)`, MariaDB `UUID`, SQLite text, in whatever case it was written.
     Text(String),
+    /// Raw bytes: `BINARY(16)`, SQLite blobs.
     Bytes(Vec<u8>),
 }
 
@@ -45,6 +48,7 @@ impl StoredId {
 /// An id by meaning: equal keys name the same row whatever their stored spelling.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum IdKey {
+    /// An id that is a UUID, whatever its stored spelling.
     Uuid(Uuid),
     /// An id that is not a UUID (kept as text so it can still be compared and reported).
     Other(String),

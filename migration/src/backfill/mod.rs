@@ -29,7 +29,9 @@ pub const BATCH_SIZE: u64 = 2_000;
 /// What a backfill did, for the log line operators read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackfillSummary {
+    /// Deployments read.
     pub deployments: u64,
+    /// Links written.
     pub links: u64,
     /// Reject rows planned per reason (including ones already recorded by an earlier run).
     pub rejects: BTreeMap<RejectReason, u64>,

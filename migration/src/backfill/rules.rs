@@ -19,8 +19,11 @@ use super::ids::IdKey;
 /// The legacy column a reject row is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LegacyColumn {
+    /// `deployment.job_agents`.
     JobAgents,
+    /// `deployment.job_agent_id` (with its `job_agent_config`).
     JobAgentId,
+    /// `deployment.job_agent_config` on its own.
     JobAgentConfig,
 }
 
@@ -38,16 +41,27 @@ impl LegacyColumn {
 /// Why a legacy value was not carried over whole, in the order the checks apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RejectReason {
+    /// The stored text is not JSON.
     InvalidJson,
+    /// `job_agents` is JSON but neither an array nor null.
     NotAnArray,
+    /// An element is neither a string nor an object with a string `ref`.
     MalformedEntry,
+    /// The reference is not a UUID.
     InvalidRef,
+    /// No job agent has that id.
     UnknownJobAgent,
+    /// Deployment and agent both have a workspace, and they differ.
     CrossWorkspace,
+    /// `config` is present, not null, and not an object.
     InvalidConfig,
+    /// An earlier entry already linked that agent.
     Duplicate,
+    /// `job_agent_id` is set, so the old application never read `job_agents`.
     ShadowedByJobAgentId,
+    /// `job_agent_config` holds something but `job_agent_id` is NULL.
     OrphanConfig,
+    /// Linked, but other keys with values were left behind.
     ExtraKeysDropped,
 }
 
@@ -88,6 +102,7 @@ impl RejectReason {
 /// A legacy deployment as the rules see it: ids already decoded, JSON as stored text.
 #[derive(Debug, Clone, Default)]
 pub struct LegacyDeployment<'a> {
+    /// The deployment's workspace, when it has one.
     pub workspace_id: Option<IdKey>,
     /// `job_agent_id` as stored (SQL NULL is `None`).
     pub job_agent_id: Option<IdKey>,
@@ -100,30 +115,38 @@ pub struct LegacyDeployment<'a> {
 /// What the rules need to know about a job agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentFacts {
+    /// The agent's workspace, when it has one.
     pub workspace_id: Option<IdKey>,
 }
 
 /// A link to write: the agent (by UUID) and the exact JSON text of its config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedLink {
+    /// The linked agent.
     pub job_agent: Uuid,
+    /// The config, as the exact JSON text of the source.
     pub config: String,
 }
 
 /// A reject row to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedReject {
+    /// The legacy column the value came from.
     pub column: LegacyColumn,
+    /// The 0-based array position, when the reject is about one element.
     pub entry_index: Option<i64>,
     /// Valid JSON text: the entry as stored, or a JSON string holding text that was not JSON.
     pub entry: String,
+    /// Why it was not carried over whole.
     pub reason: RejectReason,
 }
 
 /// Everything one deployment turns into.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// Links to write, in entry order.
     pub links: Vec<PlannedLink>,
+    /// Reject rows to record.
     pub rejects: Vec<PlannedReject>,
 }
 
