@@ -53,6 +53,12 @@ enum Command {
         #[arg(short, long)]
         num: Option<u32>,
     },
+    /// Show what `up` would do to a legacy database, changing nothing.
+    Preview {
+        /// Print JSON instead of the report for people.
+        #[arg(long)]
+        json: bool,
+    },
     /// Roll back applied migrations.
     Down {
         /// Number of applied migrations to roll back.
@@ -101,6 +107,15 @@ async fn run(options: ConnectOptions, command: Command) -> Result<(), String> {
         Command::Status => Migrator::status(&db).await,
         Command::Up { num } => Migrator::up(&db, num).await,
         Command::Down { num } => Migrator::down(&db, Some(num)).await,
+        Command::Preview { json } => {
+            let preview = migration::backfill::preview(&db).await;
+            return preview
+                .map_err(|e| e.to_string())
+                .map(|preview| match json {
+                    true => println!("{}", serde_json::to_string_pretty(&preview).expect("JSON")),
+                    false => print!("{}", preview.to_text()),
+                });
+        }
     };
     result.map_err(|e| e.to_string())
 }

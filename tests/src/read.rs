@@ -146,3 +146,52 @@ pub async fn count(db: &TestDb, table: &str) -> i64 {
     let found = rows(db, &format!("SELECT COUNT(*) FROM {table}"), vec![]).await;
     found[0].try_get_by_index::<i64>(0).expect("count")
 }
+
+/// Every table's name, columns and rows, as one text: equal fingerprints mean nothing in
+/// the database changed.
+pub async fn fingerprint(db: &TestDb) -> String {
+    let tables_sql = match db.backend {
+        Backend::Postgres => {
+            "SELECT CAST(table_name AS text) FROM information_schema.tables \
+             WHERE table_schema = current_schema() ORDER BY 1"
+        }
+        Backend::MariaDb => {
+            "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1"
+        }
+        Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1",
+    };
+    let mut out = String::new();
+    for row in rows(db, tables_sql, vec![]).await {
+        let table: String = row.try_get_by_index(0).expect("table name");
+        let columns = columns(db, &table).await;
+        out.push_str(&format!("{table} {columns:?}\n"));
+        let as_text: Vec<String> = columns
+            .iter()
+            .map(|c| match db.backend {
+                Backend::Postgres => format!("COALESCE(CAST(\"{c}\" AS text), '<null>')"),
+                Backend::MariaDb => format!("COALESCE(HEX(`{c}`), '<null>')"),
+                Backend::Sqlite => format!("quote(\"{c}\")"),
+            })
+            .collect();
+        let separator = match db.backend {
+            Backend::MariaDb => "CONCAT_WS('|', ".to_owned() + &as_text.join(", ") + ")",
+            _ => as_text.join(" || '|' || "),
+        };
+        let quoted = match db.backend {
+            Backend::MariaDb => format!("`{table}`"),
+            _ => format!("\"{table}\""),
+        };
+        let mut lines: Vec<String> = rows(db, &format!("SELECT {separator} FROM {quoted}"), vec![])
+            .await
+            .iter()
+            .map(|row| row.try_get_by_index(0).expect("row text"))
+            .collect();
+        lines.sort();
+        for line in lines {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -12,6 +12,7 @@
 mod bulk_load;
 pub mod capture;
 pub mod ids;
+pub mod preview;
 pub mod rules;
 mod store;
 
@@ -20,6 +21,7 @@ use std::time::Instant;
 
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbErr, TransactionSession, TransactionTrait};
 
+pub use preview::{Preview, preview};
 pub use rules::{LegacyColumn, RejectReason};
 use store::{AgentDirectory, LegacyRow, PlannedDeployment, Selection};
 

@@ -99,6 +99,12 @@ impl RejectReason {
     }
 }
 
+impl serde::Serialize for RejectReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// A legacy deployment as the rules see it: ids already decoded, JSON as stored text.
 #[derive(Debug, Clone, Default)]
 pub struct LegacyDeployment<'a> {
@@ -139,6 +145,16 @@ pub struct PlannedReject {
     pub entry: String,
     /// Why it was not carried over whole.
     pub reason: RejectReason,
+}
+
+impl PlannedReject {
+    /// Whether the deployment's agents end up other than the old application used them.
+    /// Values it never read (`job_agents` shadowed by `job_agent_id`, a config without an
+    /// agent) change nothing; every other reject drops or alters something it used.
+    pub fn changes_meaning(&self) -> bool {
+        self.reason != RejectReason::ShadowedByJobAgentId
+            && self.column != LegacyColumn::JobAgentConfig
+    }
 }
 
 /// Everything one deployment turns into.
