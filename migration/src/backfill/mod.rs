@@ -13,6 +13,7 @@ mod bulk_load;
 pub mod capture;
 pub mod ids;
 pub mod preview;
+mod progress;
 pub mod rules;
 mod store;
 
@@ -83,6 +84,7 @@ where
     // Only this run writes links before the legacy columns go: batches never overlap, so
     // on a first run no batch has old links to replace.
     let links_may_exist = store::has_links(conn).await?;
+    let mut progress = progress::Progress::start(store::count_deployments(conn).await?);
     let mut summary = BackfillSummary::default();
     let mut cursor = None;
     loop {
@@ -96,11 +98,13 @@ where
         cursor = Some(last.id.clone());
         apply(&txn, &batch, &agents, links_may_exist, &mut summary).await?;
         txn.commit().await?;
+        progress.advance(batch.len() as u64);
         tracing::debug!(
             deployments = summary.deployments,
             "backfill batch committed"
         );
     }
+    progress.finish();
     bulk_load::restore(conn).await?;
     summary.log("backfill", started);
     Ok(summary)

@@ -148,6 +148,17 @@ pub struct PlannedDeployment {
     pub plan: Plan,
 }
 
+/// How many deployments there are (for progress reports).
+pub async fn count_deployments<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
+    let query = Query::select()
+        .expr(Expr::col(Asterisk).count())
+        .from(Deployment::Table)
+        .to_owned();
+    let row = conn.query_one(&query).await?;
+    let count: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
+    Ok(<u64 as TryFrom<i64>>::try_from(count).unwrap_or(0))
+}
+
 /// Whether the join table holds any link yet (a first run of the backfill finds it empty).
 pub async fn has_links<C: ConnectionTrait>(conn: &C) -> Result<bool, DbErr> {
     let query = Query::select()
