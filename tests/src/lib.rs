@@ -8,6 +8,7 @@
 
 pub mod legacy;
 pub mod read;
+pub mod schema;
 
 use std::path::PathBuf;
 
