@@ -4,10 +4,33 @@
 //! Run them with this crate's binary (`cargo run -p migration -- up`) or `sea-orm-cli
 //! migrate`, or from code:
 //!
-//! ```no_run
+//! ```
 //! use migration::{Migrator, MigratorTrait};
-//! # async fn run(db: &sea_orm_migration::sea_orm::DatabaseConnection) -> Result<(), sea_orm_migration::DbErr> {
-//! Migrator::up(db, None).await?;
+//! use sea_orm_migration::sea_orm::{ConnectionTrait, Database};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sea_orm_migration::DbErr> {
+//! let db = Database::connect("sqlite::memory:").await?;
+//! Migrator::up(&db, Some(1)).await?; // the legacy tables
+//! db.execute_unprepared(
+//!     "INSERT INTO job_agent (id, name) VALUES ('6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b', 'k8s');
+//!      INSERT INTO deployment (id, name, job_agent_config, job_agents) VALUES
+//!        ('d0000000-0000-4000-8000-000000000001', 'api', '{}',
+//!         '[{\"ref\": \"6F1C2A3B-4D5E-4F60-8A7B-9C0D1E2F3A4B\", \"config\": {\"ns\": \"api\"}}, 42]');",
+//! )
+//! .await?;
+//!
+//! // What `up` would do, changing nothing:
+//! let preview = migration::backfill::preview(&db).await?;
+//! assert_eq!((preview.deployments, preview.links), (1, 1));
+//!
+//! Migrator::up(&db, None).await?;
+//! let rejects = db.query_all_raw(sea_orm_migration::sea_orm::Statement::from_string(
+//!     db.get_database_backend(),
+//!     "SELECT reason FROM deployment_job_agent_backfill_reject",
+//! ))
+//! .await?;
+//! assert_eq!(rejects[0].try_get_by_index::<String>(0)?, "malformed_entry");
 //! # Ok(()) }
 //! ```
 //!
