@@ -43,6 +43,8 @@ pub use sea_orm_migration::prelude::*;
 
 pub mod backfill;
 mod dialect;
+#[doc(hidden)]
+pub mod fault;
 mod m20261125_000001_create_legacy_baseline;
 mod m20261125_000002_create_deployment_job_agent;
 mod m20261125_000003_backfill_deployment_job_agent;

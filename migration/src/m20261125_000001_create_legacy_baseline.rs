@@ -15,6 +15,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        crate::crash_point!("m20261125_000001_create_legacy_baseline: up starts");
         manager.create_table(workspace()).await?;
         manager.create_table(job_agent()).await?;
         manager

@@ -19,6 +19,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        crate::crash_point!("m20261125_000002_create_deployment_job_agent: up starts");
         let conn = manager.get_connection();
         let deployment_id = column_type(conn, "deployment", "id").await?;
         let job_agent_id = column_type(conn, "job_agent", "id").await?;
@@ -37,6 +38,7 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        crate::crash_point!("join table created");
         manager.create_table(reject_table(&deployment_id)).await?;
         create_index_once(
             manager,

@@ -17,6 +17,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        crate::crash_point!("m20261125_000003_backfill_deployment_job_agent: up starts");
         let conn = manager.get_connection();
         // Capture first: a write that lands after this is caught up before the drop.
         capture::install(conn).await?;

@@ -24,6 +24,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        crate::crash_point!("m20261125_000004_drop_legacy_job_agent_columns: up starts");
         let conn = manager.get_connection();
         match manager.get_database_backend() {
             DbBackend::Sqlite => {
@@ -34,7 +35,9 @@ impl MigrationTrait for Migration {
                 // Inside this migration's transaction: reads go on, writes wait for the commit.
                 let lock = "LOCK TABLE deployment IN SHARE ROW EXCLUSIVE MODE";
                 conn.execute_unprepared(lock).await?;
+                crate::crash_point!("drop: deployment locked");
                 finish_backfill(manager).await?;
+                crate::crash_point!("drop: caught up");
                 drop_legacy_columns(manager).await
             }
             _ => {
@@ -104,14 +107,16 @@ impl MigrationTrait for Migration {
     }
 }
 
-/// Applies the writes captured since the backfill, then stops capturing.
+/// Applies the writes captured since the backfill, then stops capturing. Without the
+/// pending table there is nothing to do: capture creates it before its triggers and drops
+/// it after them. (Under MariaDB's `LOCK TABLES` even `DROP TABLE IF EXISTS` of a missing
+/// table fails, so the check is needed, not just tidy.)
 async fn finish_backfill(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    if manager
-        .has_table("deployment_job_agent_backfill_pending")
-        .await?
-    {
-        catch_up(manager.get_connection()).await?;
+    let pending = "deployment_job_agent_backfill_pending";
+    if !manager.has_table(pending).await? {
+        return Ok(());
     }
+    catch_up(manager.get_connection()).await?;
     capture::remove(manager.get_connection()).await
 }
 
@@ -151,8 +156,11 @@ async fn lock_mysql_tables(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
 }
 
 async fn drop_under_mysql_lock(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    crate::crash_point!("drop: tables locked");
     finish_backfill(manager).await?;
+    crate::crash_point!("drop: caught up");
     drop_mysql_foreign_keys(manager, "job_agent_id").await?;
+    crate::crash_point!("drop: foreign keys dropped");
     drop_legacy_columns(manager).await
 }
 

@@ -165,3 +165,66 @@ fn hand_built_ddl(backend: Backend) -> &'static [&'static str] {
         ],
     }
 }
+
+/// Deterministic messy legacy rows: `count` deployments over two workspaces and five agents,
+/// with every kind of entry the rules distinguish (and text that is not JSON where the
+/// columns are text).
+pub async fn seed_messy(legacy: &Legacy<'_>, count: u128) {
+    let (w1, w2) = (Uuid::from_u128(0x51), Uuid::from_u128(0x52));
+    legacy.workspace(w1).await;
+    legacy.workspace(w2).await;
+    let agents = [
+        (1, Some(w1)),
+        (2, Some(w1)),
+        (3, Some(w2)),
+        (4, None),
+        (5, Some(w1)),
+    ];
+    for (n, ws) in agents {
+        legacy.agent(Uuid::from_u128(0xa0 + n), ws).await;
+    }
+    let agent = |n: u128| Uuid::from_u128(0xa0 + n).to_string();
+    let text_columns = legacy.db.backend != Backend::Postgres;
+    for i in 0..count {
+        let job_agents = match i % 9 {
+            0 => format!(
+                r#"[{{"ref": "{}", "config": {{"n": 123456789012345678901234567890}}}}]"#,
+                agent(1)
+            ),
+            1 => format!(
+                r#"["{}", "{}", "{}"]"#,
+                agent(2),
+                agent(2).to_uppercase(),
+                agent(4)
+            ),
+            2 => format!(
+                r#"[{{"ref": "{}", "selector": "x"}}, 42, "nope"]"#,
+                agent(5)
+            ),
+            3 => format!(r#"["{}", "{}"]"#, agent(3), Uuid::from_u128(0xdead)),
+            4 => "null".to_owned(),
+            5 => r#"{"ref": "x"}"#.to_owned(),
+            6 if text_columns => "[{oops".to_owned(),
+            _ => format!(
+                r#"[{{"ref": "{}", "config": {{"é": "☃"}}}}, {{"ref": "{}", "config": 7}}]"#,
+                agent(1),
+                agent(2)
+            ),
+        };
+        let (job_agent_id, config) = match i % 5 {
+            0 => (Some(Uuid::from_u128(0xa2)), r#"{"image": "x"}"#),
+            1 => (None, r#"{"orphan": 1}"#),
+            _ => (None, "{}"),
+        };
+        let ws = [Some(w1), Some(w2), None][(i % 3) as usize];
+        legacy
+            .deployment(
+                Uuid::from_u128(0xd000 + i),
+                ws,
+                job_agent_id,
+                config,
+                &job_agents,
+            )
+            .await;
+    }
+}

@@ -60,6 +60,7 @@ pub async fn restore<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
         let validate = format!("ALTER TABLE deployment_job_agent VALIDATE CONSTRAINT {name}");
         for sql in [add, orphans, validate] {
             conn.execute_unprepared(&sql).await?;
+            crate::crash_point!("bulk load: constraint step");
         }
     }
     let sql = format!(

@@ -32,6 +32,7 @@ pub async fn install<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     conn.execute(&table).await?;
     for sql in install_triggers(conn.get_database_backend()) {
         conn.execute_unprepared(sql).await?;
+        crate::crash_point!("capture: trigger step");
     }
     Ok(())
 }

@@ -81,6 +81,7 @@ where
     let started = Instant::now();
     let agents = AgentDirectory::load(conn).await?;
     bulk_load::set_aside(conn).await?;
+    crate::crash_point!("backfill: constraints set aside");
     // Only this run writes links before the legacy columns go: batches never overlap, so
     // on a first run no batch has old links to replace.
     let links_may_exist = store::has_links(conn).await?;
@@ -91,13 +92,15 @@ where
         let txn = conn.begin().await?;
         let page = Selection::Page {
             after: cursor.as_ref(),
-            limit: BATCH_SIZE,
+            limit: crate::fault::batch_size(BATCH_SIZE),
         };
         let batch = store::read_deployments(&txn, page).await?;
         let Some(last) = batch.last() else { break };
         cursor = Some(last.id.clone());
         apply(&txn, &batch, &agents, links_may_exist, &mut summary).await?;
+        crate::crash_point!("backfill: batch written, not committed");
         txn.commit().await?;
+        crate::crash_point!("backfill: batch committed");
         progress.advance(batch.len() as u64);
         tracing::debug!(
             deployments = summary.deployments,
@@ -122,13 +125,15 @@ pub async fn catch_up<C: ConnectionTrait>(conn: &C) -> Result<BackfillSummary, D
     let agents = AgentDirectory::load(conn).await?;
     let mut summary = BackfillSummary::default();
     loop {
-        let ids = capture::pending(conn, BATCH_SIZE).await?;
+        let ids = capture::pending(conn, crate::fault::batch_size(BATCH_SIZE)).await?;
         if ids.is_empty() {
             break;
         }
         let batch = store::read_deployments(conn, Selection::Ids(&ids)).await?;
         apply(conn, &batch, &agents, true, &mut summary).await?;
+        crate::crash_point!("catch-up: batch written");
         capture::forget(conn, &ids).await?;
+        crate::crash_point!("catch-up: batch forgotten");
     }
     summary.log("catch-up of writes made during the backfill", started);
     Ok(summary)

@@ -1,0 +1,43 @@
+//! Fault injection for crash tests: with the `fault-injection` feature and
+//! `MIGRATION_CRASH_AT=k`, the process aborts (no cleanup, like `kill -9`) at the k-th
+//! crash point it reaches. Without the feature, [`crash_point!`] compiles to nothing.
+
+/// Marks a place where a crash must leave the database recoverable by a rerun of `up`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! crash_point {
+    ($name:expr) => {
+        #[cfg(feature = "fault-injection")]
+        $crate::fault::reached($name);
+    };
+}
+
+/// Counts crash points and aborts at the one `MIGRATION_CRASH_AT` names.
+#[cfg(feature = "fault-injection")]
+pub fn reached(name: &str) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static REACHED: AtomicU64 = AtomicU64::new(0);
+    static TARGET: OnceLock<Option<u64>> = OnceLock::new();
+    let target = TARGET.get_or_init(|| std::env::var("MIGRATION_CRASH_AT").ok()?.parse().ok());
+    let n = REACHED.fetch_add(1, Ordering::SeqCst) + 1;
+    if *target == Some(n) {
+        eprintln!("fault injection: aborting at crash point {n} ({name})");
+        std::process::abort();
+    }
+}
+
+/// The batch size for crash tests (`MIGRATION_BATCH_SIZE`), so small data spans batches.
+#[cfg(feature = "fault-injection")]
+pub fn batch_size(default: u64) -> u64 {
+    std::env::var("MIGRATION_BATCH_SIZE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn batch_size(default: u64) -> u64 {
+    default
+}

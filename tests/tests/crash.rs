@@ -1,0 +1,126 @@
+//! Killed at any point, `up` run again converges to the state an uninterrupted run reaches.
+//!
+//! The migration runs in a child process built with crash points (`fault-injection`):
+//! `MIGRATION_CRASH_AT=k` aborts it, with no cleanup, at the k-th point it reaches. Every k
+//! is tried until the child finishes without reaching it.
+#![cfg(feature = "runtime-tokio")]
+
+use std::process::Command;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::Database;
+use tests::legacy::{Legacy, LegacySchema, seed_messy};
+use tests::read::{self, LinkRow, RejectRow};
+use tests::schema::{self, ForeignKeyFacts};
+use tests::{Backend, TestDb, on_every_backend};
+
+on_every_backend!(a_crash_at_any_point_converges_on_rerun);
+
+/// Set for the child process: the database it migrates.
+const CHILD_URL: &str = "CRASH_TEST_CHILD_DATABASE_URL";
+const DEPLOYMENTS: u128 = 30;
+
+/// Not a test of its own: the child process's entry point, idle unless `CHILD_URL` is set.
+#[test]
+fn child_process_entry_point() {
+    let Ok(url) = std::env::var(CHILD_URL) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let db = Database::connect(&url).await.expect("child connects");
+        Migrator::up(&db, None).await.expect("child migrates");
+    });
+}
+
+/// What must be the same after a rerun as after an uninterrupted run.
+#[derive(Debug, PartialEq)]
+struct EndState {
+    links: Vec<LinkRow>,
+    rejects: Vec<RejectRow>,
+    deployment_columns: Vec<String>,
+    join_foreign_keys: Vec<ForeignKeyFacts>,
+    reverse_index: Vec<String>,
+    pending_table: Vec<String>,
+    pending_migrations: usize,
+}
+
+async fn end_state(db: &TestDb) -> EndState {
+    EndState {
+        links: read::links(db).await,
+        rejects: read::rejects(db).await,
+        deployment_columns: read::columns(db, "deployment").await,
+        join_foreign_keys: schema::foreign_keys(db, "deployment_job_agent").await,
+        reverse_index: schema::index_columns(
+            db,
+            "deployment_job_agent",
+            "deployment_job_agent_job_agent_id_idx",
+        )
+        .await,
+        pending_table: read::columns(db, "deployment_job_agent_backfill_pending").await,
+        pending_migrations: Migrator::get_pending_migrations(&db.conn)
+            .await
+            .unwrap()
+            .len(),
+    }
+}
+
+async fn seeded(backend: Backend, name: &str) -> TestDb {
+    let db = TestDb::create(backend, name).await;
+    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    seed_messy(&legacy, DEPLOYMENTS).await;
+    db
+}
+
+async fn a_crash_at_any_point_converges_on_rerun(reference: TestDb) {
+    let backend = reference.backend;
+    let legacy = Legacy::build(&reference, LegacySchema::HandBuilt).await;
+    seed_messy(&legacy, DEPLOYMENTS).await;
+    Migrator::up(&reference.conn, None)
+        .await
+        .expect("uninterrupted run");
+    let expected = end_state(&reference).await;
+    assert!(!expected.links.is_empty() && !expected.rejects.is_empty());
+
+    let mut kill_points = 0;
+    for k in 1.. {
+        let db = seeded(backend, &format!("crash_{backend:?}_{k}")).await;
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_process_entry_point",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_URL, &db.url)
+            .env("MIGRATION_CRASH_AT", k.to_string())
+            .env("MIGRATION_BATCH_SIZE", "4")
+            .output()
+            .expect("spawn the child");
+        if child.status.success() {
+            break;
+        }
+        let stderr = String::from_utf8_lossy(&child.stderr);
+        assert!(
+            stderr.contains("fault injection: aborting"),
+            "child failed otherwise:\n{stderr}"
+        );
+        kill_points += 1;
+        Migrator::up(&db.conn, None)
+            .await
+            .unwrap_or_else(|e| panic!("rerun after kill point {k}: {e}"));
+        assert_eq!(
+            end_state(&db).await,
+            expected,
+            "after kill point {k}: {stderr}"
+        );
+    }
+    println!("{backend:?}: {kill_points} kill points tried, each converged");
+    assert!(
+        kill_points >= 10,
+        "only {kill_points} kill points were reached"
+    );
+}
