@@ -45,6 +45,7 @@ pub mod backfill;
 mod dialect;
 #[doc(hidden)]
 pub mod fault;
+pub mod legacy_shape;
 mod m20261125_000001_create_legacy_baseline;
 mod m20261125_000002_create_deployment_job_agent;
 mod m20261125_000003_backfill_deployment_job_agent;

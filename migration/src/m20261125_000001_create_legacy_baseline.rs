@@ -16,6 +16,7 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         crate::crash_point!("m20261125_000001_create_legacy_baseline: up starts");
+        crate::legacy_shape::check(manager).await?;
         manager.create_table(workspace()).await?;
         manager.create_table(job_agent()).await?;
         manager

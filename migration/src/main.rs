@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use migration::{Migrator, MigratorTrait};
+use migration::{Migrator, MigratorTrait, SchemaManager};
 use sea_orm_migration::sea_orm::{ConnectOptions, Database};
 use tracing_subscriber::EnvFilter;
 
@@ -100,6 +100,18 @@ async fn run(options: ConnectOptions, command: Command) -> Result<(), String> {
     let db = Database::connect(options)
         .await
         .map_err(|e| format!("cannot connect to the database: {e}"))?;
+    // Before the migrator writes its own bookkeeping table: refuse a foreign `deployment`
+    // without changing anything.
+    let manager = SchemaManager::new(&db);
+    if !manager
+        .has_table("seaql_migrations")
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        migration::legacy_shape::check(&manager)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let result = match command {
         Command::Fresh => Migrator::fresh(&db).await,
         Command::Refresh => Migrator::refresh(&db).await,

@@ -69,3 +69,46 @@ fn an_unreachable_server_is_one_clear_error() {
     let output = migration(&dir, &["-u", "postgres://nobody@127.0.0.1:9/none", "up"]);
     assert_fails_with_one_line(&output, "cannot connect");
 }
+
+#[test]
+fn a_wrong_password_is_one_clear_error() {
+    let dir = scratch_dir("cli_wrong_password");
+    let server = std::env::var("TEST_MARIADB_URL").unwrap_or("mysql://root@127.0.0.1:3306".into());
+    let url = server.replacen("://root@", "://root:certainly-wrong@", 1) + "/mysql";
+    let output = migration(&dir, &["-u", &url, "up"]);
+    assert_fails_with_one_line(&output, "Access denied");
+}
+
+#[test]
+fn a_foreign_deployment_table_is_refused_and_nothing_changes() {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Database};
+    let dir = scratch_dir("cli_foreign_table");
+    let url = format!("sqlite://{}/other.sqlite?mode=rwc", dir.display());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let schema = || {
+        runtime.block_on(async {
+            let db = Database::connect(&url).await.unwrap();
+            let sql = "SELECT group_concat(sql, ';') FROM sqlite_master";
+            let statement =
+                sea_orm_migration::sea_orm::Statement::from_string(db.get_database_backend(), sql);
+            let row = db.query_one_raw(statement).await.unwrap().unwrap();
+            row.try_get_by_index::<String>(0).unwrap()
+        })
+    };
+    runtime.block_on(async {
+        let db = Database::connect(&url).await.unwrap();
+        db.execute_unprepared("CREATE TABLE deployment (id INTEGER PRIMARY KEY, title TEXT)")
+            .await
+            .unwrap();
+        db.execute_unprepared("INSERT INTO deployment (title) VALUES ('not ours')")
+            .await
+            .unwrap();
+    });
+    let before = schema();
+    let output = migration(&dir, &["-u", &url, "up"]);
+    assert_fails_with_one_line(&output, "`deployment` exists but is not the legacy shape");
+    assert_eq!(schema(), before, "the database changed");
+}

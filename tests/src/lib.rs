@@ -189,3 +189,20 @@ macro_rules! on_every_backend {
         }
     };
 }
+
+/// A second connection to `db` that records the SQL text of every statement it runs
+/// (values travel separately and are not recorded).
+pub async fn recording_connection(
+    db: &TestDb,
+) -> (
+    DatabaseConnection,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let mut conn = connect(&db.url).await;
+    let statements = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let recorded = statements.clone();
+    conn.set_metric_callback(move |info| {
+        recorded.lock().unwrap().push(info.statement.sql.clone());
+    });
+    (conn, statements)
+}
