@@ -72,7 +72,7 @@ async fn values_never_reach_the_sql_text(db: TestDb) {
         .await
         .unwrap();
 
-    let statements = statements.lock().unwrap();
+    let statements = statements.lock().unwrap().clone();
     assert!(
         statements.len() > 20,
         "too few statements recorded: {}",
