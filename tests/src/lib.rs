@@ -84,12 +84,22 @@ impl TestDb {
     /// A statement with `$n` placeholders, rewritten to `?` (values in the order they are
     /// used) off PostgreSQL.
     pub fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
-        let (sql, values) = match self.backend {
-            Backend::Postgres => (sql.to_owned(), values),
-            _ => numbered_to_positional(sql, &values),
-        };
-        Statement::from_sql_and_values(self.db_backend(), sql, values)
+        positional_statement(self.backend, self.db_backend(), sql, values)
     }
+}
+
+/// A statement with `$n` placeholders for `backend`, rewritten to `?` off PostgreSQL.
+pub fn positional_statement(
+    backend: Backend,
+    db_backend: DbBackend,
+    sql: &str,
+    values: Vec<Value>,
+) -> Statement {
+    let (sql, values) = match backend {
+        Backend::Postgres => (sql.to_owned(), values),
+        _ => numbered_to_positional(sql, &values),
+    };
+    Statement::from_sql_and_values(db_backend, sql, values)
 }
 
 /// `$2 … $1` → `? … ?` with the values reordered (and repeated) to match.

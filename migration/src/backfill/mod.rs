@@ -20,7 +20,10 @@ mod store;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbErr, TransactionSession, TransactionTrait};
+use sea_orm_migration::sea_orm::{
+    ConnectionTrait, DbErr, SqliteTransactionMode, TransactionOptions, TransactionSession,
+    TransactionTrait,
+};
 
 pub use preview::{Preview, preview};
 pub use rules::{LegacyColumn, RejectReason};
@@ -89,8 +92,8 @@ where
     let mut summary = BackfillSummary::default();
     let mut cursor = None;
     loop {
-        let txn = conn.begin().await?;
-        let page = Selection::Page {
+        let txn = conn.begin_with_options(write_transaction()).await?;
+        let page = Selection::LockedPage {
             after: cursor.as_ref(),
             limit: crate::fault::batch_size(BATCH_SIZE),
         };
@@ -116,6 +119,15 @@ where
 /// Puts back the join table's constraints if a failed backfill left them set aside.
 pub async fn restore_constraints<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     bulk_load::restore(conn).await
+}
+
+/// SQLite: take the write lock at `BEGIN`, so no other writer commits between a batch's
+/// read and its writes. (Other backends ignore the option.)
+fn write_transaction() -> TransactionOptions {
+    TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    }
 }
 
 /// Backfills again the deployments written since [`capture::install`], until none is

@@ -89,6 +89,14 @@ pub enum Selection<'a> {
         after: Option<&'a StoredId>,
         limit: u64,
     },
+    /// Like `Page`, and the rows stay locked against updates and deletes until the
+    /// transaction ends (MariaDB/MySQL: a deployment deleted between the read and the
+    /// insert of its links would fail the insert's foreign key). PostgreSQL checks the keys
+    /// after the load instead; SQLite's write transaction keeps other writers out.
+    LockedPage {
+        after: Option<&'a StoredId>,
+        limit: u64,
+    },
     /// Exactly these (those that still exist).
     Ids(&'a [StoredId]),
 }
@@ -126,10 +134,13 @@ pub async fn read_deployments<C: ConnectionTrait>(
         .order_by((Deployment::Table, Deployment::Id), Order::Asc);
     let id = Expr::col((Deployment::Table, Deployment::Id));
     match selection {
-        Selection::Page { after, limit } => {
+        Selection::Page { after, limit } | Selection::LockedPage { after, limit } => {
             query.limit(limit);
             if let Some(after) = after {
                 query.and_where(id.gt(after.to_value()));
+            }
+            if matches!(selection, Selection::LockedPage { .. }) && backend == DbBackend::MySql {
+                query.lock_shared();
             }
         }
         Selection::Ids(ids) => {
