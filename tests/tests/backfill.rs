@@ -441,11 +441,7 @@ async fn baseline_down_refuses_to_drop_tables_with_rows(db: TestDb) {
 
 async fn rerunning_the_backfill_duplicates_nothing(db: TestDb) {
     let cases = cases(stores_invalid_json(&db, LegacySchema::HandBuilt));
-    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
-    seed(&legacy, &cases).await;
-    Migrator::up(&db.conn, Some(3))
-        .await
-        .expect("up to the backfill");
+    backfilled_hand_built(&db, &cases).await;
     let links = read::links(&db).await;
     let rejects = read::rejects(&db).await;
 
@@ -466,13 +462,19 @@ async fn rerunning_the_backfill_duplicates_nothing(db: TestDb) {
     assert_eq!(read::rejects(&db).await, rejects);
 }
 
-async fn links_survive_dropping_the_legacy_columns(db: TestDb) {
-    let cases = cases(false);
-    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
-    seed(&legacy, &cases).await;
+/// A hand-built legacy database holding `cases`, migrated up to (and with) the backfill.
+async fn backfilled_hand_built<'a>(db: &'a TestDb, cases: &[Case]) -> Legacy<'a> {
+    let legacy = Legacy::build(db, LegacySchema::HandBuilt).await;
+    seed(&legacy, cases).await;
     Migrator::up(&db.conn, Some(3))
         .await
         .expect("up to the backfill");
+    legacy
+}
+
+async fn links_survive_dropping_the_legacy_columns(db: TestDb) {
+    let cases = cases(false);
+    let legacy = backfilled_hand_built(&db, &cases).await;
     let links = read::links(&db).await;
     assert!(!links.is_empty());
     Migrator::up(&db.conn, None)
@@ -492,11 +494,7 @@ async fn links_survive_dropping_the_legacy_columns(db: TestDb) {
 
 async fn writes_after_the_backfill_are_caught_up_before_the_drop(db: TestDb) {
     let cases = cases(false);
-    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
-    seed(&legacy, &cases).await;
-    Migrator::up(&db.conn, Some(3))
-        .await
-        .expect("up to the backfill");
+    let legacy = backfilled_hand_built(&db, &cases).await;
     let before = read::links(&db).await;
     let rejects_before = read::rejects(&db).await;
 
