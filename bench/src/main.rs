@@ -1,0 +1,438 @@
+//! Benchmarks the migration on generated legacy data: ours (`Migrator::up`, in a process of
+//! its own so its peak memory is its own) against upstream's set-based SQL (with and without
+//! the reverse index) and a naive per-deployment loop, on identical copies of the data.
+//!
+//! ```sh
+//! cargo run --release -p bench -- --backend postgres --deployments 1000000
+//! ```
+//!
+//! Results go to `bench/results/` as Markdown and JSON, with the machine and command line.
+
+mod data;
+mod measure;
+mod naive;
+mod upstream;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait,
+};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks the deployment job agent migration")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Internal>,
+    #[arg(long, value_enum, default_value = "postgres")]
+    backend: Backend,
+    /// Deployments to generate.
+    #[arg(long, default_value_t = 100_000)]
+    deployments: u64,
+    /// Deployments for the naive loop (it is slow).
+    #[arg(long, default_value_t = 10_000)]
+    naive_deployments: u64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Server URL without a database (PostgreSQL, MariaDB); SQLite files go in `--out`.
+    #[arg(long)]
+    server: Option<String>,
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Internal {
+    /// Runs `Migrator::up` on one database (the measured child process).
+    #[command(hide = true)]
+    MigrateChild { url: String },
+}
+
+#[derive(Clone, Copy, ValueEnum, Serialize, Debug)]
+enum Backend {
+    Postgres,
+    Mariadb,
+    Sqlite,
+}
+
+/// One measured run.
+#[derive(Serialize)]
+struct Row {
+    variant: &'static str,
+    deployments: u64,
+    links: u64,
+    seconds: f64,
+    links_per_second: f64,
+    peak_rss_mib: Option<f64>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = Cli::parse();
+    if let Some(Internal::MigrateChild { url }) = cli.command {
+        let db = Database::connect(&url).await?;
+        Migrator::up(&db, None).await?;
+        return Ok(());
+    }
+    std::fs::create_dir_all(&cli.out)?;
+    let bench = Bench::new(&cli);
+    let mut rows = vec![];
+
+    let started = Instant::now();
+    let source = bench.fresh("src").await?;
+    data::generate(&source, cli.deployments, cli.seed).await?;
+    eprintln!(
+        "generated {} deployments in {:.1}s",
+        cli.deployments,
+        started.elapsed().as_secs_f64()
+    );
+    drop(source);
+
+    for (variant, with_index) in [("upstream", false), ("upstream + index", true)] {
+        let db = bench
+            .copy_of_source("up", cli.deployments, cli.seed)
+            .await?;
+        let started = Instant::now();
+        let txn = db.begin().await?;
+        for sql in upstream::statements(db.get_database_backend(), with_index) {
+            txn.execute_unprepared(sql).await?;
+        }
+        txn.commit().await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let links = count_links(&db).await?;
+        rows.push(Row::new(variant, cli.deployments, links, seconds, None));
+        eprintln!("{variant}: {links} links in {seconds:.1}s");
+    }
+    let upstream_links = link_set(&bench.connect("up").await?).await?;
+
+    let url = bench
+        .copy_of_source_url("ours", cli.deployments, cli.seed)
+        .await?;
+    let mut child = Command::new(std::env::current_exe()?);
+    child.args(["migrate-child", &url]).stdout(Stdio::null());
+    let usage = measure::run(child)?;
+    assert!(usage.success, "our migration failed");
+    let ours = bench.connect("ours").await?;
+    let links = count_links(&ours).await?;
+    let rss = usage.peak_rss_kib as f64 / 1024.0;
+    rows.push(Row::new(
+        "ours",
+        cli.deployments,
+        links,
+        usage.wall.as_secs_f64(),
+        Some(rss),
+    ));
+    eprintln!(
+        "ours: {links} links in {:.1}s, peak RSS {rss:.1} MiB",
+        usage.wall.as_secs_f64()
+    );
+    let agreement = compare(&ours, &upstream_links).await?;
+
+    let naive_db = bench.fresh("naive").await?;
+    data::generate(&naive_db, cli.naive_deployments, cli.seed).await?;
+    // The join table, empty: the loop fills it.
+    Migrator::up(&naive_db, Some(1)).await?;
+    let naive = naive::run(&naive_db).await?;
+    let seconds = naive.wall.as_secs_f64();
+    rows.push(Row::new(
+        "naive loop",
+        cli.naive_deployments,
+        naive.links,
+        seconds,
+        None,
+    ));
+
+    let report = Report {
+        backend: cli.backend,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: machine().await,
+        server: server_version(&ours).await,
+        rows,
+        agreement,
+    };
+    report.write(&cli.out)?;
+    print!("{}", report.markdown());
+    Ok(())
+}
+
+impl Row {
+    fn new(
+        variant: &'static str,
+        deployments: u64,
+        links: u64,
+        seconds: f64,
+        rss: Option<f64>,
+    ) -> Self {
+        Row {
+            variant,
+            deployments,
+            links,
+            seconds,
+            links_per_second: links as f64 / seconds,
+            peak_rss_mib: rss,
+        }
+    }
+}
+
+/// Where the benchmark's databases live.
+struct Bench {
+    backend: Backend,
+    server: String,
+    dir: PathBuf,
+}
+
+impl Bench {
+    fn new(cli: &Cli) -> Self {
+        let server = cli.server.clone().unwrap_or_else(|| match cli.backend {
+            Backend::Postgres => "postgres://postgres@127.0.0.1:5432".into(),
+            Backend::Mariadb => "mysql://root@127.0.0.1:3306".into(),
+            Backend::Sqlite => String::new(),
+        });
+        Bench {
+            backend: cli.backend,
+            server,
+            dir: cli.out.clone(),
+        }
+    }
+
+    fn url(&self, name: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => format!(
+                "sqlite://{}/bench_{name}.sqlite?mode=rwc",
+                self.dir.display()
+            ),
+            _ => format!("{}/bench_{name}", self.server),
+        }
+    }
+
+    async fn connect(&self, name: &str) -> Result<DatabaseConnection, DbErr> {
+        Database::connect(self.url(name)).await
+    }
+
+    async fn admin(&self) -> Result<DatabaseConnection, DbErr> {
+        match self.backend {
+            Backend::Postgres => Database::connect(format!("{}/postgres", self.server)).await,
+            _ => Database::connect(&self.server).await,
+        }
+    }
+
+    /// An empty database called `name`.
+    async fn fresh(&self, name: &str) -> Result<DatabaseConnection, DbErr> {
+        match self.backend {
+            Backend::Sqlite => {
+                let _ = std::fs::remove_file(self.dir.join(format!("bench_{name}.sqlite")));
+            }
+            Backend::Postgres => {
+                let admin = self.admin().await?;
+                admin
+                    .execute_unprepared(&format!(
+                        "DROP DATABASE IF EXISTS bench_{name} WITH (FORCE)"
+                    ))
+                    .await?;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE bench_{name}"))
+                    .await?;
+            }
+            Backend::Mariadb => {
+                let admin = self.admin().await?;
+                admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS bench_{name}"))
+                    .await?;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE bench_{name}"))
+                    .await?;
+            }
+        }
+        self.connect(name).await
+    }
+
+    /// A copy of the generated source data, as database `name`.
+    async fn copy_of_source_url(
+        &self,
+        name: &str,
+        deployments: u64,
+        seed: u64,
+    ) -> Result<String, DbErr> {
+        match self.backend {
+            Backend::Postgres => {
+                let admin = self.admin().await?;
+                admin
+                    .execute_unprepared(&format!(
+                        "DROP DATABASE IF EXISTS bench_{name} WITH (FORCE)"
+                    ))
+                    .await?;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE bench_{name} TEMPLATE bench_src"))
+                    .await?;
+            }
+            Backend::Sqlite => {
+                let from = self.dir.join("bench_src.sqlite");
+                std::fs::copy(from, self.dir.join(format!("bench_{name}.sqlite")))
+                    .map_err(|e| DbErr::Custom(e.to_string()))?;
+            }
+            // The same seed generates the same data.
+            Backend::Mariadb => data::generate(&self.fresh(name).await?, deployments, seed).await?,
+        }
+        Ok(self.url(name))
+    }
+
+    async fn copy_of_source(
+        &self,
+        name: &str,
+        deployments: u64,
+        seed: u64,
+    ) -> Result<DatabaseConnection, DbErr> {
+        let url = self.copy_of_source_url(name, deployments, seed).await?;
+        Database::connect(url).await
+    }
+}
+
+async fn count_links(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    let sql = "SELECT COUNT(*) FROM deployment_job_agent";
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or(0) as u64)
+}
+
+async fn link_set(db: &DatabaseConnection) -> Result<HashSet<(uuid::Uuid, uuid::Uuid)>, DbErr> {
+    let sql = "SELECT deployment_id, job_agent_id FROM deployment_job_agent";
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .collect()
+}
+
+/// How ours and upstream differ.
+#[derive(Serialize)]
+struct Agreement {
+    /// Links both wrote.
+    common: u64,
+    /// Links only upstream wrote, by the reason our rules recorded instead.
+    upstream_only_by_reason: Vec<(String, u64)>,
+    /// Links only ours wrote (`job_agent_id` links, which upstream ignores).
+    ours_only: u64,
+}
+
+async fn compare(
+    ours: &DatabaseConnection,
+    upstream: &HashSet<(uuid::Uuid, uuid::Uuid)>,
+) -> Result<Agreement, DbErr> {
+    let mine = link_set(ours).await?;
+    let common = mine.intersection(upstream).count() as u64;
+    let upstream_only: HashSet<_> = upstream.difference(&mine).collect();
+    let sql = "SELECT deployment_id, reason, entry FROM deployment_job_agent_backfill_reject \
+               WHERE legacy_column = 'job_agents'";
+    let backend = ours.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => sql.replace("entry FROM", "CAST(entry AS text) FROM"),
+        _ => sql.to_owned(),
+    };
+    let mut by_reason = std::collections::BTreeMap::<String, u64>::new();
+    let mut explained = 0;
+    for row in ours
+        .query_all_raw(Statement::from_string(backend, sql))
+        .await?
+    {
+        let deployment: uuid::Uuid = row.try_get_by_index(0)?;
+        let reason: String = row.try_get_by_index(1)?;
+        let entry: serde_json::Value =
+            serde_json::from_str(&row.try_get_by_index::<String>(2)?).unwrap_or_default();
+        let agent = entry["ref"]
+            .as_str()
+            .and_then(|r| uuid::Uuid::parse_str(r).ok());
+        if let Some(agent) = agent
+            && upstream_only.contains(&(deployment, agent))
+        {
+            *by_reason.entry(reason).or_default() += 1;
+            explained += 1;
+        }
+    }
+    let unexplained = upstream_only.len() as u64 - explained.min(upstream_only.len() as u64);
+    if unexplained > 0 {
+        by_reason.insert("(no reject row)".into(), unexplained);
+    }
+    Ok(Agreement {
+        common,
+        upstream_only_by_reason: by_reason.into_iter().collect(),
+        ours_only: mine.difference(upstream).count() as u64,
+    })
+}
+
+#[derive(Serialize)]
+struct Report {
+    backend: Backend,
+    command: String,
+    machine: String,
+    server: String,
+    rows: Vec<Row>,
+    agreement: Agreement,
+}
+
+impl Report {
+    fn markdown(&self) -> String {
+        let mut out = format!(
+            "## {:?}\n\n`{}`\n\n{}; {}\n\n| variant | deployments | links | seconds | links/s | peak RSS (MiB) |\n|---|---:|---:|---:|---:|---:|\n",
+            self.backend, self.command, self.machine, self.server
+        );
+        for row in &self.rows {
+            let rss = row
+                .peak_rss_mib
+                .map_or("".to_owned(), |r| format!("{r:.1}"));
+            out.push_str(&format!(
+                "| {} | {} | {} | {:.2} | {:.0} | {rss} |\n",
+                row.variant, row.deployments, row.links, row.seconds, row.links_per_second
+            ));
+        }
+        out.push_str(&format!(
+            "\nAgreement with upstream: {} links in common, {} only ours (`job_agent_id` links), upstream only: {:?}\n",
+            self.agreement.common, self.agreement.ours_only, self.agreement.upstream_only_by_reason
+        ));
+        out
+    }
+
+    fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let name = format!("{:?}-{}", self.backend, self.rows[0].deployments).to_lowercase();
+        std::fs::write(dir.join(format!("{name}.md")), self.markdown())?;
+        let json = serde_json::to_string_pretty(self).expect("JSON");
+        std::fs::write(dir.join(format!("{name}.json")), json)
+    }
+}
+
+async fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024 / 1024);
+    format!("{cores} cores, {memory} GiB")
+}
+
+async fn server_version(db: &DatabaseConnection) -> String {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "SELECT version()",
+        DbBackend::MySql => "SELECT CONCAT('MariaDB/MySQL ', VERSION())",
+        _ => "SELECT 'SQLite ' || sqlite_version()",
+    };
+    match db.query_one_raw(Statement::from_string(backend, sql)).await {
+        Ok(Some(row)) => row.try_get_by_index::<String>(0).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
