@@ -15,7 +15,7 @@ mod upstream;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -78,6 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(Internal::MigrateChild { url }) = cli.command {
         let db = Database::connect(&url).await?;
         Migrator::up(&db, None).await?;
+        println!("{}{}", measure::PEAK_PREFIX, measure::own_peak_rss_kib());
         return Ok(());
     }
     std::fs::create_dir_all(&cli.out)?;
@@ -93,6 +94,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed().as_secs_f64()
     );
     drop(source);
+
+    let url = bench
+        .copy_of_source_url("ours", cli.deployments, cli.seed)
+        .await?;
+    let mut child = Command::new(std::env::current_exe()?);
+    child.args(["migrate-child", &url]);
+    let usage = measure::run(child)?;
+    let ours = bench.connect("ours").await?;
+    let links = count_links(&ours).await?;
+    let rss = usage.peak_rss_kib as f64 / 1024.0;
+    rows.push(Row::new(
+        "ours",
+        cli.deployments,
+        links,
+        usage.wall.as_secs_f64(),
+        Some(rss),
+    ));
+    eprintln!(
+        "ours: {links} links in {:.1}s, peak RSS {rss:.1} MiB",
+        usage.wall.as_secs_f64()
+    );
 
     for (variant, with_index) in [("upstream", false), ("upstream + index", true)] {
         let db = bench
@@ -110,28 +132,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("{variant}: {links} links in {seconds:.1}s");
     }
     let upstream_links = link_set(&bench.connect("up").await?).await?;
-
-    let url = bench
-        .copy_of_source_url("ours", cli.deployments, cli.seed)
-        .await?;
-    let mut child = Command::new(std::env::current_exe()?);
-    child.args(["migrate-child", &url]).stdout(Stdio::null());
-    let usage = measure::run(child)?;
-    assert!(usage.success, "our migration failed");
-    let ours = bench.connect("ours").await?;
-    let links = count_links(&ours).await?;
-    let rss = usage.peak_rss_kib as f64 / 1024.0;
-    rows.push(Row::new(
-        "ours",
-        cli.deployments,
-        links,
-        usage.wall.as_secs_f64(),
-        Some(rss),
-    ));
-    eprintln!(
-        "ours: {links} links in {:.1}s, peak RSS {rss:.1} MiB",
-        usage.wall.as_secs_f64()
-    );
     let agreement = compare(&ours, &upstream_links).await?;
 
     let naive_db = bench.fresh("naive").await?;

@@ -1,32 +1,59 @@
-//! Running a command as a child process and reading its wall time and peak memory.
+//! Running our migration as a child process and reading its wall time and peak memory.
+//!
+//! The peak is the child's own `VmHWM` (resident-set high-water mark), which it prints as
+//! its last line: `ru_maxrss` from `wait4` would also count the pages the child shared with
+//! this (large) process between fork and exec.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The line the child ends with.
+pub const PEAK_PREFIX: &str = "peak_rss_kib=";
 
 /// What one child process used.
 pub struct Usage {
     pub wall: Duration,
-    /// The child's resident-set high-water mark (`ru_maxrss`), in KiB.
     pub peak_rss_kib: u64,
-    pub success: bool,
 }
 
-/// Runs `command` to completion and measures it with `wait4`, which reports the peak RSS of
-/// exactly that process.
+/// Runs `command` to completion; fails when it fails or does not report its peak.
 pub fn run(mut command: Command) -> std::io::Result<Usage> {
     let started = Instant::now();
-    let child = command.spawn()?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: `rusage` is plain data that wait4 fills in; the pid is our own live child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if waited < 0 {
-        return Err(std::io::Error::last_os_error());
+    let mut child = command.stdout(Stdio::piped()).spawn()?;
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stdout)?;
+    let status = child.wait()?;
+    let wall = started.elapsed();
+    if !status.success() {
+        return Err(std::io::Error::other(format!(
+            "the migration failed: {status}"
+        )));
     }
-    Ok(Usage {
-        wall: started.elapsed(),
-        peak_rss_kib: usage.ru_maxrss.max(0) as u64,
-        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-    })
+    let peak = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(PEAK_PREFIX)?.trim().parse().ok());
+    let peak_rss_kib =
+        peak.ok_or_else(|| std::io::Error::other("the child reported no peak RSS"))?;
+    Ok(Usage { wall, peak_rss_kib })
+}
+
+/// This process's resident-set high-water mark, in KiB.
+pub fn own_peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmHWM:")?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }

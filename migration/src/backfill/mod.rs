@@ -85,9 +85,7 @@ where
     let agents = AgentDirectory::load(conn).await?;
     bulk_load::set_aside(conn).await?;
     crate::crash_point!("backfill: constraints set aside");
-    // Only this run writes links before the legacy columns go: batches never overlap, so
-    // on a first run no batch has old links to replace.
-    let links_may_exist = store::has_links(conn).await?;
+    let earlier = store::Earlier::find(conn).await?;
     let mut progress = progress::Progress::start(store::count_deployments(conn).await?);
     let mut summary = BackfillSummary::default();
     let mut cursor = None;
@@ -100,7 +98,7 @@ where
         let batch = store::read_deployments(&txn, page).await?;
         let Some(last) = batch.last() else { break };
         cursor = Some(last.id.clone());
-        apply(&txn, &batch, &agents, links_may_exist, &mut summary).await?;
+        apply(&txn, &batch, &agents, earlier, &mut summary).await?;
         crate::crash_point!("backfill: batch written, not committed");
         txn.commit().await?;
         crate::crash_point!("backfill: batch committed");
@@ -142,7 +140,14 @@ pub async fn catch_up<C: ConnectionTrait>(conn: &C) -> Result<BackfillSummary, D
             break;
         }
         let batch = store::read_deployments(conn, Selection::Ids(&ids)).await?;
-        apply(conn, &batch, &agents, true, &mut summary).await?;
+        apply(
+            conn,
+            &batch,
+            &agents,
+            store::Earlier::ANYTHING,
+            &mut summary,
+        )
+        .await?;
         crate::crash_point!("catch-up: batch written");
         capture::forget(conn, &ids).await?;
         crate::crash_point!("catch-up: batch forgotten");
@@ -155,7 +160,7 @@ async fn apply<C: ConnectionTrait>(
     conn: &C,
     batch: &[LegacyRow],
     agents: &AgentDirectory,
-    links_may_exist: bool,
+    earlier: store::Earlier,
     summary: &mut BackfillSummary,
 ) -> Result<(), DbErr> {
     let planned: Vec<PlannedDeployment> = batch
@@ -165,7 +170,7 @@ async fn apply<C: ConnectionTrait>(
             plan: rules::plan_deployment(&row.as_legacy(), |id| agents.facts(id)),
         })
         .collect();
-    store::write_plans(conn, &planned, agents, links_may_exist).await?;
+    store::write_plans(conn, &planned, agents, earlier).await?;
     planned.iter().for_each(|p| summary.add(&p.plan));
     Ok(())
 }

@@ -12,7 +12,7 @@ use crate::dialect::{json_value, read_id, select_id, select_json_text};
 use crate::tables::{BackfillReject, Deployment, DeploymentJobAgent, JobAgent};
 
 /// Rows per multi-row INSERT: far below every backend's bound-parameter limit.
-const ROWS_PER_INSERT: usize = 1_000;
+const ROWS_PER_INSERT: usize = 1_024;
 
 /// Every job agent whose id is a UUID, by that UUID.
 pub struct AgentDirectory {
@@ -170,26 +170,47 @@ pub async fn count_deployments<C: ConnectionTrait>(conn: &C) -> Result<u64, DbEr
     Ok(<u64 as TryFrom<i64>>::try_from(count).unwrap_or(0))
 }
 
-/// Whether the join table holds any link yet (a first run of the backfill finds it empty).
-pub async fn has_links<C: ConnectionTrait>(conn: &C) -> Result<bool, DbErr> {
+/// What earlier runs left behind. A first run finds neither links nor rejects, and since
+/// its batches never overlap, it can skip replacing links and looking for recorded rejects.
+#[derive(Clone, Copy)]
+pub struct Earlier {
+    pub links: bool,
+    pub rejects: bool,
+}
+
+impl Earlier {
+    /// Assume anything may exist (a catch-up rewrites deployments done before).
+    pub const ANYTHING: Earlier = Earlier {
+        links: true,
+        rejects: true,
+    };
+
+    pub async fn find<C: ConnectionTrait>(conn: &C) -> Result<Self, DbErr> {
+        Ok(Earlier {
+            links: has_rows(conn, DeploymentJobAgent::Table).await?,
+            rejects: has_rows(conn, BackfillReject::Table).await?,
+        })
+    }
+}
+
+async fn has_rows<C: ConnectionTrait>(conn: &C, table: impl IntoIden) -> Result<bool, DbErr> {
     let query = Query::select()
         .expr(Expr::val(1))
-        .from(DeploymentJobAgent::Table)
+        .from(table)
         .limit(1)
         .to_owned();
     Ok(conn.query_one(&query).await?.is_some())
 }
 
 /// Replaces the links of these deployments and records their rejects not yet recorded.
-/// `links_may_exist: false` skips deleting old links, for a run that found none.
 pub async fn write_plans<C: ConnectionTrait>(
     conn: &C,
     planned: &[PlannedDeployment],
     agents: &AgentDirectory,
-    links_may_exist: bool,
+    earlier: Earlier,
 ) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
-    if links_may_exist {
+    if earlier.links {
         let ids = planned.iter().map(|p| p.id.to_value());
         let delete = Query::delete()
             .from_table(DeploymentJobAgent::Table)
@@ -206,7 +227,10 @@ pub async fn write_plans<C: ConnectionTrait>(
     }
     insert_links(conn, links).await?;
 
-    let recorded = RecordedRejects::load(conn, planned).await?;
+    let recorded = match earlier.rejects {
+        true => RecordedRejects::load(conn, planned).await?,
+        false => RecordedRejects::default(),
+    };
     let rejects: Vec<Vec<Expr>> = planned
         .iter()
         .flat_map(|p| p.plan.rejects.iter().map(move |reject| (p, reject)))
@@ -261,11 +285,14 @@ async fn insert_rows<C: ConnectionTrait, T: IntoIden, I: IntoIden + Copy>(
     rows: Vec<Vec<Expr>>,
 ) -> Result<(), DbErr> {
     let table = table.into_iden();
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
+    let mut left = rows.len();
+    let mut rows = rows.into_iter();
+    while left > 0 {
+        let size = chunk_size(left);
+        left -= size;
         let mut insert = Query::insert();
         insert.into_table(table.clone()).columns(columns.clone());
-        for row in rows.by_ref().take(ROWS_PER_INSERT) {
+        for row in rows.by_ref().take(size) {
             insert.values_panic(row);
         }
         conn.execute(&insert).await?;
@@ -273,7 +300,18 @@ async fn insert_rows<C: ConnectionTrait, T: IntoIden, I: IntoIden + Copy>(
     Ok(())
 }
 
+/// The next INSERT's row count: full chunks, then the remainder in powers of two. Only a
+/// dozen statement shapes ever reach the server, so the driver's and the server's statement
+/// caches stay small and warm whatever the batch sizes (one shape per row count otherwise).
+fn chunk_size(left: usize) -> usize {
+    match left >= ROWS_PER_INSERT {
+        true => ROWS_PER_INSERT,
+        false => 1 << left.ilog2(),
+    }
+}
+
 /// The reject rows already recorded for a batch, so a rerun adds none twice.
+#[derive(Default)]
 struct RecordedRejects {
     /// (deployment, legacy column, entry index, reason) → entries, compared as JSON values.
     entries: HashMap<(StoredId, String, Option<i64>, String), HashSet<String>>,
@@ -363,4 +401,26 @@ fn canonical_json(text: &str) -> String {
 
 fn null_id() -> DbErr {
     DbErr::Migration("a row has a NULL primary key id".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ROWS_PER_INSERT, chunk_size};
+
+    #[test]
+    fn chunks_cover_every_row_in_few_shapes() {
+        let mut shapes = std::collections::BTreeSet::new();
+        for rows in 1..5_000 {
+            let (mut left, mut covered) = (rows, 0);
+            while left > 0 {
+                let size = chunk_size(left);
+                assert!(size >= 1 && size <= left && size <= ROWS_PER_INSERT);
+                shapes.insert(size);
+                covered += size;
+                left -= size;
+            }
+            assert_eq!(covered, rows);
+        }
+        assert!(shapes.len() <= 11, "{shapes:?}");
+    }
 }
