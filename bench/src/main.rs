@@ -228,28 +228,30 @@ impl Bench {
             Backend::Sqlite => {
                 let _ = std::fs::remove_file(self.dir.join(format!("bench_{name}.sqlite")));
             }
-            Backend::Postgres => {
-                let admin = self.admin().await?;
-                admin
-                    .execute_unprepared(&format!(
-                        "DROP DATABASE IF EXISTS bench_{name} WITH (FORCE)"
-                    ))
-                    .await?;
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE bench_{name}"))
-                    .await?;
-            }
-            Backend::Mariadb => {
-                let admin = self.admin().await?;
-                admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS bench_{name}"))
-                    .await?;
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE bench_{name}"))
-                    .await?;
-            }
+            _ => self.recreate(name, None).await?,
         }
         self.connect(name).await
+    }
+
+    /// Drops database `bench_<name>` on the server and creates it again, empty or (on
+    /// PostgreSQL) as a copy of `template`.
+    async fn recreate(&self, name: &str, template: Option<&str>) -> Result<(), DbErr> {
+        let admin = self.admin().await?;
+        let (drop, create) = match self.backend {
+            Backend::Postgres => (
+                format!("DROP DATABASE IF EXISTS bench_{name} WITH (FORCE)"),
+                match template {
+                    Some(template) => format!("CREATE DATABASE bench_{name} TEMPLATE {template}"),
+                    None => format!("CREATE DATABASE bench_{name}"),
+                },
+            ),
+            _ => (
+                format!("DROP DATABASE IF EXISTS bench_{name}"),
+                format!("CREATE DATABASE bench_{name}"),
+            ),
+        };
+        admin.execute_unprepared(&drop).await?;
+        admin.execute_unprepared(&create).await.map(|_| ())
     }
 
     /// A copy of the generated source data, as database `name`.
@@ -260,17 +262,7 @@ impl Bench {
         seed: u64,
     ) -> Result<String, DbErr> {
         match self.backend {
-            Backend::Postgres => {
-                let admin = self.admin().await?;
-                admin
-                    .execute_unprepared(&format!(
-                        "DROP DATABASE IF EXISTS bench_{name} WITH (FORCE)"
-                    ))
-                    .await?;
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE bench_{name} TEMPLATE bench_src"))
-                    .await?;
-            }
+            Backend::Postgres => self.recreate(name, Some("bench_src")).await?,
             Backend::Sqlite => {
                 let from = self.dir.join("bench_src.sqlite");
                 std::fs::copy(from, self.dir.join(format!("bench_{name}.sqlite")))
