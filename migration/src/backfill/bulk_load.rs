@@ -27,10 +27,20 @@ const FOREIGN_KEYS: [(&str, &str, &str); 2] = [
     ),
 ];
 
-/// Drops the foreign keys and the reverse index, on PostgreSQL only.
+/// Drops the foreign keys and the reverse index (PostgreSQL); stops checking foreign keys
+/// on this connection and drops the reverse index (SQLite).
 pub async fn set_aside<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    if conn.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
+    match conn.get_database_backend() {
+        DbBackend::Postgres => {}
+        DbBackend::Sqlite => {
+            // Only this connection stops checking: another writer's deletes still cascade,
+            // and each batch reads and writes in one write transaction, so no link can
+            // lose its parent in between. `restore` checks every link afterwards.
+            conn.execute_unprepared("PRAGMA foreign_keys = OFF").await?;
+            let sql = format!("DROP INDEX IF EXISTS {JOB_AGENT_ID_INDEX}");
+            return conn.execute_unprepared(&sql).await.map(|_| ());
+        }
+        _ => return Ok(()),
     }
     for (name, ..) in FOREIGN_KEYS {
         let sql = format!("ALTER TABLE deployment_job_agent DROP CONSTRAINT IF EXISTS {name}");
@@ -42,8 +52,10 @@ pub async fn set_aside<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
 
 /// Puts back whatever [`set_aside`] removed. Safe to run at any time.
 pub async fn restore<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    if conn.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
+    match conn.get_database_backend() {
+        DbBackend::Postgres => {}
+        DbBackend::Sqlite => return restore_sqlite(conn).await,
+        _ => return Ok(()),
     }
     for (name, column, parent) in FOREIGN_KEYS {
         if has_constraint(conn, name).await? {
@@ -67,6 +79,24 @@ pub async fn restore<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
         "CREATE INDEX IF NOT EXISTS {JOB_AGENT_ID_INDEX} ON deployment_job_agent (job_agent_id)"
     );
     conn.execute_unprepared(&sql).await.map(|_| ())
+}
+
+async fn restore_sqlite<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    let sql = format!(
+        "CREATE INDEX IF NOT EXISTS {JOB_AGENT_ID_INDEX} ON deployment_job_agent (job_agent_id)"
+    );
+    conn.execute_unprepared(&sql).await?;
+    conn.execute_unprepared("PRAGMA foreign_keys = ON").await?;
+    let check = "SELECT COUNT(*) FROM pragma_foreign_key_check('deployment_job_agent')";
+    let statement = Statement::from_string(DbBackend::Sqlite, check);
+    let row = conn.query_one_raw(statement).await?;
+    let violations: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
+    match violations {
+        0 => Ok(()),
+        n => Err(DbErr::Migration(format!(
+            "{n} links point to a missing deployment or job agent after the backfill"
+        ))),
+    }
 }
 
 async fn has_constraint<C: ConnectionTrait>(conn: &C, name: &str) -> Result<bool, DbErr> {
