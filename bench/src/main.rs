@@ -11,6 +11,7 @@
 mod data;
 mod measure;
 mod naive;
+mod queries;
 mod upstream;
 
 use std::collections::HashSet;
@@ -40,6 +41,9 @@ struct Cli {
     naive_deployments: u64,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Calls per service query measured.
+    #[arg(long, default_value_t = 1_000)]
+    query_runs: usize,
     /// Server URL without a database (PostgreSQL, MariaDB); SQLite files go in `--out`.
     #[arg(long)]
     server: Option<String>,
@@ -131,6 +135,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows.push(Row::new(variant, cli.deployments, links, seconds, None));
         eprintln!("{variant}: {links} links in {seconds:.1}s");
     }
+    let ours_url = bench.url("ours");
+    let queries = queries::measure(&ours_url, cli.query_runs).await?;
     let upstream_links = link_set(&bench.connect("up").await?).await?;
     let agreement = compare(&ours, &upstream_links).await?;
 
@@ -155,6 +161,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server: server_version(&ours).await,
         rows,
         agreement,
+        queries,
     };
     report.write(&cli.out)?;
     print!("{}", report.markdown());
@@ -370,6 +377,7 @@ struct Report {
     server: String,
     rows: Vec<Row>,
     agreement: Agreement,
+    queries: Vec<queries::Latency>,
 }
 
 impl Report {
@@ -385,6 +393,13 @@ impl Report {
             out.push_str(&format!(
                 "| {} | {} | {} | {:.2} | {:.0} | {rss} |\n",
                 row.variant, row.deployments, row.links, row.seconds, row.links_per_second
+            ));
+        }
+        out.push_str("\n| service query (after ours) | runs | p50 ms | p99 ms | statements per call |\n|---|---:|---:|---:|---:|\n");
+        for q in &self.queries {
+            out.push_str(&format!(
+                "| {} | {} | {:.3} | {:.3} | {:.1} |\n",
+                q.query, q.runs, q.p50_ms, q.p99_ms, q.statements_per_call
             ));
         }
         out.push_str(&format!(
