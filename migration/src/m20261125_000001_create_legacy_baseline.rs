@@ -7,6 +7,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
+use crate::backfill::store::has_rows;
 use crate::tables::{Deployment, JobAgent, Workspace};
 
 #[derive(DeriveMigrationName)]
@@ -29,7 +30,9 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let tables = ["deployment", "job_agent", "workspace"];
         for table in tables {
-            if manager.has_table(table).await? && has_rows(manager, table).await? {
+            if manager.has_table(table).await?
+                && has_rows(manager.get_connection(), Alias::new(table)).await?
+            {
                 return Err(DbErr::Migration(format!(
                     "refusing to roll back the baseline: table `{table}` holds rows; \
                      empty or back it up and drop it yourself"
@@ -48,15 +51,6 @@ impl MigrationTrait for Migration {
         }
         Ok(())
     }
-}
-
-async fn has_rows(manager: &SchemaManager<'_>, table: &'static str) -> Result<bool, DbErr> {
-    let query = Query::select()
-        .expr(Expr::val(1))
-        .from(Alias::new(table))
-        .limit(1)
-        .to_owned();
-    Ok(manager.get_connection().query_one(&query).await?.is_some())
 }
 
 fn workspace() -> TableCreateStatement {

@@ -1,18 +1,12 @@
 //! The service crate on every backend: each query and mutation, each rule's error, and the
 //! "nothing written" promise behind it.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use entity::{deployment, deployment_job_agent, job_agent, workspace};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{
-    ActiveModelTrait, Database, DatabaseConnection, EntityTrait, IntoActiveModel, ModelTrait,
-    PaginatorTrait,
-};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, ModelTrait, PaginatorTrait};
 use serde_json::{Value as Json, json};
 use service::{AgentAssignment, Mutation, NewDeployment, Query, ServiceError};
-use tests::{TestDb, on_every_backend};
+use tests::{TestDb, on_every_backend, recording_connection};
 use uuid::Uuid;
 
 on_every_backend!(
@@ -381,17 +375,6 @@ async fn agents_of_a_deployment_and_deployments_of_an_agent(db: TestDb) {
     assert!(matches!(error, ServiceError::JobAgentNotFound(id) if id == missing));
 }
 
-/// A connection of its own whose statements are counted.
-async fn counted_connection(db: &TestDb) -> (DatabaseConnection, Arc<AtomicUsize>) {
-    let mut conn = Database::connect(&db.url).await.expect("connect");
-    let statements = Arc::new(AtomicUsize::new(0));
-    let counter = statements.clone();
-    conn.set_metric_callback(move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-    });
-    (conn, statements)
-}
-
 async fn workspace_pages_list_each_deployment_once(db: TestDb) {
     let w = world(&db).await;
     let mut ids = vec![w.d1];
@@ -423,16 +406,16 @@ async fn workspace_pages_list_each_deployment_once(db: TestDb) {
         .await
         .unwrap();
 
-    let (conn, statements) = counted_connection(&db).await;
+    let (conn, statements) = recording_connection(&db).await;
     let mut seen = vec![];
     let mut after = None;
     let mut pages = 0;
     loop {
-        let before = statements.load(Ordering::SeqCst);
+        let before = statements.lock().unwrap().len();
         let page = Query::workspace_deployments(&conn, w.w1, after, 10)
             .await
             .unwrap();
-        let used = statements.load(Ordering::SeqCst) - before;
+        let used = statements.lock().unwrap().len() - before;
         // The deployments, then all their links with their agents: never one per row.
         assert_eq!(used, 2, "page {pages} took {used} statements");
         pages += 1;
@@ -495,8 +478,8 @@ async fn deleting_a_deployment_or_an_agent_removes_its_links(db: TestDb) {
 
 async fn concurrent_replaces_leave_exactly_one_callers_set(db: TestDb) {
     let w = world(&db).await;
-    let (first, _) = counted_connection(&db).await;
-    let (second, _) = counted_connection(&db).await;
+    let (first, _) = recording_connection(&db).await;
+    let (second, _) = recording_connection(&db).await;
     let one = vec![
         assign(w.a1, json!({"by": "one"})),
         assign(w.shared, json!({"by": "one"})),

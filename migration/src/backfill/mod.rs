@@ -15,7 +15,7 @@ pub mod ids;
 pub mod preview;
 mod progress;
 pub mod rules;
-mod store;
+pub(crate) mod store;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

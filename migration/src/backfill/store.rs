@@ -193,7 +193,11 @@ impl Earlier {
     }
 }
 
-async fn has_rows<C: ConnectionTrait>(conn: &C, table: impl IntoIden) -> Result<bool, DbErr> {
+/// Whether `table` holds any row.
+pub(crate) async fn has_rows<C: ConnectionTrait>(
+    conn: &C,
+    table: impl IntoIden,
+) -> Result<bool, DbErr> {
     let query = Query::select()
         .expr(Expr::val(1))
         .from(table)
