@@ -13,6 +13,7 @@ mod measure;
 mod naive;
 mod queries;
 mod upstream;
+mod writer;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ struct Cli {
     server: Option<String>,
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
+    /// Keep the benchmark's databases (`bench_*`) afterwards, to inspect them.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Subcommand)]
@@ -102,9 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = bench
         .copy_of_source_url("ours", cli.deployments, cli.seed)
         .await?;
-    let mut child = Command::new(std::env::current_exe()?);
-    child.args(["migrate-child", &url]);
-    let usage = measure::run(child)?;
+    let usage = run_ours(&url).await?;
     let ours = bench.connect("ours").await?;
     let links = count_links(&ours).await?;
     let rss = usage.peak_rss_kib as f64 / 1024.0;
@@ -124,16 +126,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let db = bench
             .copy_of_source("up", cli.deployments, cli.seed)
             .await?;
-        let started = Instant::now();
-        let txn = db.begin().await?;
-        for sql in upstream::statements(db.get_database_backend(), with_index) {
-            txn.execute_unprepared(sql).await?;
-        }
-        txn.commit().await?;
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = run_upstream(&db, with_index).await?;
         let links = count_links(&db).await?;
         rows.push(Row::new(variant, cli.deployments, links, seconds, None));
         eprintln!("{variant}: {links} links in {seconds:.1}s");
+    }
+
+    // Separate runs, so that the writer's load does not change the times above.
+    let mut stalls = vec![];
+    if !matches!(cli.backend, Backend::Sqlite) {
+        let url = bench
+            .copy_of_source_url("stall", cli.deployments, cli.seed)
+            .await?;
+        let writer = writer::Writer::start(&url).await?;
+        let seconds = run_ours(&url).await?.wall.as_secs_f64();
+        stalls.push(writer.stop("ours", seconds).await?);
+
+        let db = bench
+            .copy_of_source("stall", cli.deployments, cli.seed)
+            .await?;
+        let writer = writer::Writer::start(&bench.url("stall")).await?;
+        let seconds = run_upstream(&db, true).await?;
+        stalls.push(writer.stop("upstream + index", seconds).await?);
+        drop(db);
+        bench.remove("stall").await?;
+        for s in &stalls {
+            eprintln!(
+                "writer during {}: {} writes, longest {:.0} ms",
+                s.during, s.writes, s.longest_ms
+            );
+        }
     }
     let ours_url = bench.url("ours");
     let queries = queries::measure(&ours_url, cli.query_runs).await?;
@@ -162,10 +184,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows,
         agreement,
         queries,
+        stalls,
     };
     report.write(&cli.out)?;
+    if !cli.keep {
+        drop((ours, naive_db));
+        for name in ["src", "ours", "up", "naive"] {
+            bench.remove(name).await?;
+        }
+    }
     print!("{}", report.markdown());
     Ok(())
+}
+
+/// Runs `Migrator::up` on `url` in a child process of its own.
+async fn run_ours(url: &str) -> Result<measure::Usage, Box<dyn std::error::Error>> {
+    let mut child = Command::new(std::env::current_exe()?);
+    child.args(["migrate-child", url]);
+    Ok(tokio::task::spawn_blocking(move || measure::run(child)).await??)
+}
+
+/// Runs upstream's statements in one transaction; returns the seconds they took.
+async fn run_upstream(db: &DatabaseConnection, with_index: bool) -> Result<f64, DbErr> {
+    let started = Instant::now();
+    let txn = db.begin().await?;
+    for sql in upstream::statements(db.get_database_backend(), with_index) {
+        txn.execute_unprepared(sql).await?;
+    }
+    txn.commit().await?;
+    Ok(started.elapsed().as_secs_f64())
 }
 
 impl Row {
@@ -232,9 +279,7 @@ impl Bench {
     /// An empty database called `name`.
     async fn fresh(&self, name: &str) -> Result<DatabaseConnection, DbErr> {
         match self.backend {
-            Backend::Sqlite => {
-                let _ = std::fs::remove_file(self.dir.join(format!("bench_{name}.sqlite")));
-            }
+            Backend::Sqlite => self.remove(name).await?,
             _ => self.recreate(name, None).await?,
         }
         self.connect(name).await
@@ -243,22 +288,35 @@ impl Bench {
     /// Drops database `bench_<name>` on the server and creates it again, empty or (on
     /// PostgreSQL) as a copy of `template`.
     async fn recreate(&self, name: &str, template: Option<&str>) -> Result<(), DbErr> {
-        let admin = self.admin().await?;
-        let (drop, create) = match self.backend {
-            Backend::Postgres => (
-                format!("DROP DATABASE IF EXISTS bench_{name} WITH (FORCE)"),
-                match template {
-                    Some(template) => format!("CREATE DATABASE bench_{name} TEMPLATE {template}"),
-                    None => format!("CREATE DATABASE bench_{name}"),
-                },
-            ),
-            _ => (
-                format!("DROP DATABASE IF EXISTS bench_{name}"),
-                format!("CREATE DATABASE bench_{name}"),
-            ),
+        self.remove(name).await?;
+        let create = match (self.backend, template) {
+            (Backend::Postgres, Some(template)) => {
+                format!("CREATE DATABASE bench_{name} TEMPLATE {template}")
+            }
+            _ => format!("CREATE DATABASE bench_{name}"),
         };
-        admin.execute_unprepared(&drop).await?;
-        admin.execute_unprepared(&create).await.map(|_| ())
+        self.admin()
+            .await?
+            .execute_unprepared(&create)
+            .await
+            .map(|_| ())
+    }
+
+    /// Drops database `bench_<name>`, or removes its file.
+    async fn remove(&self, name: &str) -> Result<(), DbErr> {
+        let drop = match self.backend {
+            Backend::Sqlite => {
+                let _ = std::fs::remove_file(self.dir.join(format!("bench_{name}.sqlite")));
+                return Ok(());
+            }
+            Backend::Postgres => format!("DROP DATABASE IF EXISTS bench_{name} WITH (FORCE)"),
+            Backend::Mariadb => format!("DROP DATABASE IF EXISTS bench_{name}"),
+        };
+        self.admin()
+            .await?
+            .execute_unprepared(&drop)
+            .await
+            .map(|_| ())
     }
 
     /// A copy of the generated source data, as database `name`.
@@ -378,6 +436,7 @@ struct Report {
     rows: Vec<Row>,
     agreement: Agreement,
     queries: Vec<queries::Latency>,
+    stalls: Vec<writer::Stalls>,
 }
 
 impl Report {
@@ -400,6 +459,15 @@ impl Report {
             out.push_str(&format!(
                 "| {} | {} | {:.3} | {:.3} | {:.1} |\n",
                 q.query, q.runs, q.p50_ms, q.p99_ms, q.statements_per_call
+            ));
+        }
+        if !self.stalls.is_empty() {
+            out.push_str("\n| writer beside (separate run) | migration seconds | writes | failed | p50 ms | p99 ms | longest ms |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        }
+        for s in &self.stalls {
+            out.push_str(&format!(
+                "| {} | {:.2} | {} | {} | {:.1} | {:.1} | {:.0} |\n",
+                s.during, s.migration_seconds, s.writes, s.failed, s.p50_ms, s.p99_ms, s.longest_ms
             ));
         }
         out.push_str(&format!(

@@ -57,3 +57,9 @@ pub fn own_peak_rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The `q` quantile (0 to 1) of `sorted` durations, in milliseconds; 0 when there are none.
+pub fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    let at = ((sorted.len().max(1) - 1) as f64 * q) as usize;
+    sorted.get(at).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}

@@ -11,6 +11,7 @@ use service::Query;
 use uuid::Uuid;
 
 use crate::data::{AGENTS_PER_WORKSPACE, WORKSPACES, agent_id, workspace_id};
+use crate::measure::quantile_ms;
 
 /// Percentiles of one query, in milliseconds.
 #[derive(Serialize)]
@@ -24,14 +25,36 @@ pub struct Latency {
 
 fn latency(query: &'static str, mut samples: Vec<Duration>, statements: usize) -> Latency {
     samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
     Latency {
         query,
         runs: samples.len(),
-        p50_ms: at(0.5),
-        p99_ms: at(0.99),
+        p50_ms: quantile_ms(&samples, 0.5),
+        p99_ms: quantile_ms(&samples, 0.99),
         statements_per_call: statements as f64 / samples.len() as f64,
     }
+}
+
+/// Calls `call` `runs` times (with the call's number) and reports its latency and the
+/// statements it sent, counted by the connection's metric callback.
+async fn timed(
+    query: &'static str,
+    runs: usize,
+    statements: &AtomicUsize,
+    mut call: impl AsyncFnMut(usize) -> Result<(), DbErr>,
+) -> Result<Latency, DbErr> {
+    let before = statements.load(Ordering::Relaxed);
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let started = Instant::now();
+        call(i).await?;
+        samples.push(started.elapsed());
+    }
+    let used = statements.load(Ordering::Relaxed) - before;
+    Ok(latency(query, samples, used))
+}
+
+fn service_error(error: service::ServiceError) -> DbErr {
+    DbErr::Custom(error.to_string())
 }
 
 pub async fn measure(url: &str, runs: usize) -> Result<Vec<Latency>, DbErr> {
@@ -41,76 +64,84 @@ pub async fn measure(url: &str, runs: usize) -> Result<Vec<Latency>, DbErr> {
     db.set_metric_callback(move |_| {
         counter.fetch_add(1, Ordering::Relaxed);
     });
-    let mut rng = crate::data::Rng::new(7);
-    let mut results = vec![];
-
-    let (mut samples, before) = (vec![], statements.load(Ordering::Relaxed));
-    for _ in 0..runs {
-        let agent = agent_id(rng.next() % (WORKSPACES * AGENTS_PER_WORKSPACE));
-        let started = Instant::now();
-        Query::deployments_of_job_agent(&db, agent)
-            .await
-            .map_err(|e| DbErr::Custom(e.to_string()))?;
-        samples.push(started.elapsed());
-    }
-    let used = statements.load(Ordering::Relaxed) - before;
-    results.push(latency("deployments of one agent", samples, used));
-
+    let db = &db;
+    let agents: Vec<Uuid> = {
+        let mut rng = crate::data::Rng::new(7);
+        (0..runs)
+            .map(|_| agent_id(rng.next() % (WORKSPACES * AGENTS_PER_WORKSPACE)))
+            .collect()
+    };
     let sql = "SELECT deployment_id FROM deployment_job_agent LIMIT 1000";
-    let ids: Vec<Uuid> = db
+    let deployments: Vec<Uuid> = db
         .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
         .await?
         .iter()
         .map(|r| r.try_get_by_index(0))
         .collect::<Result<_, _>>()?;
-    let (mut samples, before) = (vec![], statements.load(Ordering::Relaxed));
-    for i in 0..runs {
-        let started = Instant::now();
-        Query::job_agents_of_deployment(&db, ids[i % ids.len()])
-            .await
-            .map_err(|e| DbErr::Custom(e.to_string()))?;
-        samples.push(started.elapsed());
-    }
-    let used = statements.load(Ordering::Relaxed) - before;
-    results.push(latency("agents of a deployment", samples, used));
-
     let pages = runs.clamp(1, 100);
-    let (mut samples, before) = (vec![], statements.load(Ordering::Relaxed));
-    for i in 0..pages {
-        let ws = workspace_id(i as u64 % WORKSPACES);
-        let started = Instant::now();
-        Query::workspace_deployments(&db, ws, None, 100)
-            .await
-            .map_err(|e| DbErr::Custom(e.to_string()))?;
-        samples.push(started.elapsed());
-    }
-    let used = statements.load(Ordering::Relaxed) - before;
-    results.push(latency("page of 100 with agents", samples, used));
-
+    let workspace = |i: usize| workspace_id(i as u64 % WORKSPACES);
     let join = match db.get_database_backend() {
-        sea_orm::DbBackend::Postgres => {
-            "SELECT d.id, d.name, l.config, a.id, a.name FROM \
-             (SELECT * FROM deployment WHERE workspace_id = $1 ORDER BY id LIMIT 100) d \
-             LEFT JOIN deployment_job_agent l ON l.deployment_id = d.id \
-             LEFT JOIN job_agent a ON a.id = l.job_agent_id ORDER BY d.id, a.id"
-        }
-        _ => {
-            "SELECT d.id, d.name, l.config, a.id, a.name FROM \
-             (SELECT * FROM deployment WHERE workspace_id = ? ORDER BY id LIMIT 100) d \
-             LEFT JOIN deployment_job_agent l ON l.deployment_id = d.id \
-             LEFT JOIN job_agent a ON a.id = l.job_agent_id ORDER BY d.id, a.id"
-        }
+        sea_orm::DbBackend::Postgres => HAND_WRITTEN_PAGE.to_owned(),
+        _ => HAND_WRITTEN_PAGE.replace("$1", "?"),
     };
-    let (mut samples, before) = (vec![], statements.load(Ordering::Relaxed));
-    for i in 0..pages {
-        let ws = workspace_id(i as u64 % WORKSPACES);
-        let statement =
-            Statement::from_sql_and_values(db.get_database_backend(), join, [ws.into()]);
-        let started = Instant::now();
-        db.query_all_raw(statement).await?;
-        samples.push(started.elapsed());
-    }
-    let used = statements.load(Ordering::Relaxed) - before;
-    results.push(latency("hand-written join, same page", samples, used));
-    Ok(results)
+
+    Ok(vec![
+        timed(
+            "deployments of one agent (all)",
+            runs,
+            &statements,
+            async |i| {
+                Query::deployments_of_job_agent(db, agents[i])
+                    .await
+                    .map(drop)
+                    .map_err(service_error)
+            },
+        )
+        .await?,
+        timed(
+            "deployments of one agent (page of 100)",
+            runs,
+            &statements,
+            async |i| {
+                Query::deployments_of_job_agent_page(db, agents[i], None, 100)
+                    .await
+                    .map(drop)
+                    .map_err(service_error)
+            },
+        )
+        .await?,
+        timed("agents of a deployment", runs, &statements, async |i| {
+            let id = deployments[i % deployments.len()];
+            Query::job_agents_of_deployment(db, id)
+                .await
+                .map(drop)
+                .map_err(service_error)
+        })
+        .await?,
+        timed("page of 100 with agents", pages, &statements, async |i| {
+            Query::workspace_deployments(db, workspace(i), None, 100)
+                .await
+                .map(drop)
+                .map_err(service_error)
+        })
+        .await?,
+        timed(
+            "hand-written join, same page",
+            pages,
+            &statements,
+            async |i| {
+                let values = [workspace(i).into()];
+                let statement =
+                    Statement::from_sql_and_values(db.get_database_backend(), &join, values);
+                db.query_all_raw(statement).await.map(drop)
+            },
+        )
+        .await?,
+    ])
 }
+
+/// The page of 100 deployments with their agents, as one join.
+const HAND_WRITTEN_PAGE: &str = "SELECT d.id, d.name, l.config, a.id, a.name FROM \
+     (SELECT * FROM deployment WHERE workspace_id = $1 ORDER BY id LIMIT 100) d \
+     LEFT JOIN deployment_job_agent l ON l.deployment_id = d.id \
+     LEFT JOIN job_agent a ON a.id = l.job_agent_id ORDER BY d.id, a.id";

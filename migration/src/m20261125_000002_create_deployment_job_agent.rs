@@ -10,7 +10,7 @@ use sea_orm_migration::prelude::*;
 use crate::dialect::column_type;
 use crate::tables::{
     BackfillReject, Deployment, DeploymentJobAgent, JOB_AGENT_ID_INDEX, JobAgent,
-    REJECT_DEPLOYMENT_INDEX,
+    REJECT_DEPLOYMENT_INDEX, job_agent_id_index,
 };
 
 #[derive(DeriveMigrationName)]
@@ -31,11 +31,7 @@ impl MigrationTrait for Migration {
             manager,
             "deployment_job_agent",
             JOB_AGENT_ID_INDEX,
-            Index::create()
-                .name(JOB_AGENT_ID_INDEX)
-                .table(DeploymentJobAgent::Table)
-                .col(DeploymentJobAgent::JobAgentId)
-                .to_owned(),
+            job_agent_id_index(),
         )
         .await?;
         crate::crash_point!("join table created");

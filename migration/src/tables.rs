@@ -63,4 +63,16 @@ pub enum BackfillPending {
 
 /// Index names, so `down` drops exactly what `up` created.
 pub const JOB_AGENT_ID_INDEX: &str = "deployment_job_agent_job_agent_id_idx";
+
+/// The join table's reverse-lookup index: an agent's links in deployment order, so the
+/// deployments of an agent are read (and paged) in order without a sort, and deleting an
+/// agent finds its links without scanning the table.
+pub fn job_agent_id_index() -> IndexCreateStatement {
+    Index::create()
+        .name(JOB_AGENT_ID_INDEX)
+        .table(DeploymentJobAgent::Table)
+        .col(DeploymentJobAgent::JobAgentId)
+        .col(DeploymentJobAgent::DeploymentId)
+        .to_owned()
+}
 pub const REJECT_DEPLOYMENT_INDEX: &str = "deployment_job_agent_backfill_reject_deployment_id_idx";

@@ -59,4 +59,6 @@ mod rules;
 
 pub use error::ServiceError;
 pub use mutation::{AgentAssignment, Mutation, NewDeployment};
-pub use query::{DeploymentLink, DeploymentPage, DeploymentWithAgents, JobAgentLink, Query};
+pub use query::{
+    DeploymentLink, DeploymentLinkPage, DeploymentPage, DeploymentWithAgents, JobAgentLink, Query,
+};

@@ -37,6 +37,15 @@ pub struct DeploymentWithAgents {
     pub job_agents: Vec<JobAgentLink>,
 }
 
+/// One page of a job agent's deployments; pass `next_after` back to get the next page.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeploymentLinkPage {
+    /// The deployments of this page, in id order, each with the link's config.
+    pub deployments: Vec<DeploymentLink>,
+    /// The last id of this page when more may follow, `None` on the last page.
+    pub next_after: Option<Uuid>,
+}
+
 /// One page of deployments; pass `next_after` back to get the next page.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DeploymentPage {
@@ -76,32 +85,47 @@ impl Query {
     }
 
     /// The deployments a job agent runs, each with its config, ordered by deployment id.
-    /// Looks links up by `job_agent_id` (indexed), never scanning all links.
+    /// Looks links up by the `(job_agent_id, deployment_id)` index, never scanning all links.
+    /// An agent may run thousands of deployments: where that matters, page through them with
+    /// [`Query::deployments_of_job_agent_page`].
     pub async fn deployments_of_job_agent<C: ConnectionTrait>(
         db: &C,
         job_agent_id: Uuid,
     ) -> Result<Vec<DeploymentLink>, ServiceError> {
-        let rows = deployment_job_agent::Entity::find()
-            .filter(deployment_job_agent::Column::JobAgentId.eq(job_agent_id))
-            .find_also_related(deployment::Entity)
-            .order_by_asc(deployment_job_agent::Column::DeploymentId)
-            .all(db)
-            .await?;
-        if rows.is_empty()
-            && job_agent::Entity::find_by_id(job_agent_id)
-                .one(db)
-                .await?
-                .is_none()
-        {
-            return Err(ServiceError::JobAgentNotFound(job_agent_id));
-        }
-        let links = rows.into_iter().filter_map(|(link, deployment)| {
-            deployment.map(|deployment| DeploymentLink {
-                deployment,
-                config: link.config,
-            })
-        });
-        Ok(links.collect())
+        deployment_links(db, job_agent_id, None, None).await
+    }
+
+    /// A page of the deployments a job agent runs, in deployment id order after `after`: one
+    /// statement, which reads only this page's links from the index.
+    ///
+    /// ```
+    /// # async fn run(db: &sea_orm::DatabaseConnection, agent: sea_orm::prelude::Uuid) -> Result<(), service::ServiceError> {
+    /// let mut after = None;
+    /// loop {
+    ///     let page = service::Query::deployments_of_job_agent_page(db, agent, after, 100).await?;
+    ///     for link in &page.deployments {
+    ///         println!("{} with {}", link.deployment.name, link.config);
+    ///     }
+    ///     match page.next_after {
+    ///         Some(last) => after = Some(last),
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn deployments_of_job_agent_page<C: ConnectionTrait>(
+        db: &C,
+        job_agent_id: Uuid,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<DeploymentLinkPage, ServiceError> {
+        let limit = limit.max(1);
+        let deployments = deployment_links(db, job_agent_id, after, Some(limit)).await?;
+        let next_after = next_after(&deployments, limit, |link| link.deployment.id);
+        Ok(DeploymentLinkPage {
+            deployments,
+            next_after,
+        })
     }
 
     /// A page of a workspace's deployments with their agents, in id order after `after`.
@@ -146,8 +170,7 @@ impl Query {
             });
         }
         let mut agents = links_by_deployment(db, deployments.iter().map(|d| d.id)).await?;
-        let next_after =
-            (deployments.len() as u64 == limit).then(|| deployments[deployments.len() - 1].id);
+        let next_after = next_after(&deployments, limit, |deployment| deployment.id);
         let deployments = deployments
             .into_iter()
             .map(|deployment| DeploymentWithAgents {
@@ -160,6 +183,47 @@ impl Query {
             next_after,
         })
     }
+}
+
+/// Where the next page starts: after this page's last id, when the page is full.
+fn next_after<T>(page: &[T], limit: u64, id: impl Fn(&T) -> Uuid) -> Option<Uuid> {
+    (page.len() as u64 == limit)
+        .then(|| page.last().map(id))
+        .flatten()
+}
+
+/// An agent's deployments after `after`, at most `limit` of them, in one statement; an
+/// unknown agent is an error, an agent without deployments is not.
+async fn deployment_links<C: ConnectionTrait>(
+    db: &C,
+    job_agent_id: Uuid,
+    after: Option<Uuid>,
+    limit: Option<u64>,
+) -> Result<Vec<DeploymentLink>, ServiceError> {
+    let mut select = deployment_job_agent::Entity::find()
+        .filter(deployment_job_agent::Column::JobAgentId.eq(job_agent_id))
+        .find_also_related(deployment::Entity)
+        .order_by_asc(deployment_job_agent::Column::DeploymentId)
+        .limit(limit);
+    if let Some(after) = after {
+        select = select.filter(deployment_job_agent::Column::DeploymentId.gt(after));
+    }
+    let rows = select.all(db).await?;
+    if rows.is_empty()
+        && job_agent::Entity::find_by_id(job_agent_id)
+            .one(db)
+            .await?
+            .is_none()
+    {
+        return Err(ServiceError::JobAgentNotFound(job_agent_id));
+    }
+    let links = rows.into_iter().filter_map(|(link, deployment)| {
+        deployment.map(|deployment| DeploymentLink {
+            deployment,
+            config: link.config,
+        })
+    });
+    Ok(links.collect())
 }
 
 /// The links of these deployments with their agents, in one statement.

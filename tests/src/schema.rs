@@ -130,7 +130,8 @@ pub async fn index_columns(db: &TestDb, table: &str, name: &str) -> Vec<String> 
             "SELECT CAST(a.attname AS text) FROM pg_index i \
              JOIN pg_class c ON c.oid = i.indexrelid \
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
-             WHERE i.indrelid = to_regclass($1) AND c.relname = $2"
+             WHERE i.indrelid = to_regclass($1) AND c.relname = $2 \
+             ORDER BY array_position(CAST(i.indkey AS int2[]), a.attnum)"
         }
         Backend::MariaDb => {
             "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.STATISTICS \

@@ -515,6 +515,20 @@ async fn writes_after_the_backfill_are_caught_up_before_the_drop(db: TestDb) {
         vec![legacy.id(d(9))],
     )
     .await;
+    // Moved into its agent's workspace, the rejected entry of d10 now links.
+    db.exec(
+        "UPDATE deployment SET workspace_id = $1 WHERE id = $2",
+        vec![legacy.id(W2), legacy.id(d(10))],
+    )
+    .await;
+    // A rename changes nothing the rules read: nothing to catch up.
+    db.exec(
+        "UPDATE deployment SET name = 'renamed' WHERE id = $1",
+        vec![legacy.id(d(2))],
+    )
+    .await;
+    let pending = read::count(&db, "deployment_job_agent_backfill_pending").await;
+    assert_eq!(pending, 4, "new, d1, d5 and d10 are pending");
 
     Migrator::up(&db.conn, None)
         .await
@@ -522,6 +536,7 @@ async fn writes_after_the_backfill_are_caught_up_before_the_drop(db: TestDb) {
     let mut expected: Vec<LinkRow> = before.into_iter().filter(|l| l.0 != d(1)).collect();
     expected.push((new, A1, json!({})));
     expected.push((d(5), A2, json!({})));
+    expected.push((d(10), A_FOREIGN, json!({})));
     expected.sort_by_key(|link| (link.0, link.1));
     assert_eq!(read::links(&db).await, expected);
     // Rejects are history: the deleted deployment's stay.

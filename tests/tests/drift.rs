@@ -101,5 +101,6 @@ async fn entities_and_schema_agree(db: TestDb) {
         "deployment_job_agent_job_agent_id_idx",
     )
     .await;
-    assert_eq!(index, vec!["job_agent_id".to_owned()]);
+    // An agent's links in deployment order: the service pages them from this index.
+    assert_eq!(index, ["job_agent_id", "deployment_id"]);
 }

@@ -6,6 +6,7 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, ModelTrait, PaginatorTrait};
 use serde_json::{Value as Json, json};
 use service::{AgentAssignment, Mutation, NewDeployment, Query, ServiceError};
+use std::sync::Mutex;
 use tests::{TestDb, on_every_backend, recording_connection};
 use uuid::Uuid;
 
@@ -18,6 +19,7 @@ on_every_backend!(
     create_deployment_with_agents_is_all_or_nothing,
     agents_of_a_deployment_and_deployments_of_an_agent,
     workspace_pages_list_each_deployment_once,
+    an_agents_deployments_page_in_order_one_statement_each,
     deleting_a_deployment_or_an_agent_removes_its_links,
     concurrent_replaces_leave_exactly_one_callers_set,
 );
@@ -78,6 +80,17 @@ async fn world(db: &TestDb) -> World {
     w
 }
 
+/// Inserts a new deployment into `workspace`; returns its id.
+async fn new_deployment(db: &TestDb, workspace: Uuid) -> Uuid {
+    let id = Uuid::new_v4();
+    deployment(id, Some(workspace))
+        .into_active_model()
+        .insert(&db.conn)
+        .await
+        .unwrap();
+    id
+}
+
 fn deployment(id: Uuid, workspace_id: Option<Uuid>) -> deployment::Model {
     deployment::Model {
         id,
@@ -92,6 +105,13 @@ fn assign(job_agent_id: Uuid, config: Json) -> AgentAssignment {
         job_agent_id,
         config,
     }
+}
+
+/// What `call` returns, and how many statements it sent on the recording connection.
+async fn counted<T>(statements: &Mutex<Vec<String>>, call: impl Future<Output = T>) -> (T, usize) {
+    let before = statements.lock().unwrap().len();
+    let out = call.await;
+    (out, statements.lock().unwrap().len() - before)
 }
 
 /// Every link in the database, as (deployment, agent, config), sorted.
@@ -379,12 +399,7 @@ async fn workspace_pages_list_each_deployment_once(db: TestDb) {
     let w = world(&db).await;
     let mut ids = vec![w.d1];
     for i in 0..24 {
-        let id = Uuid::new_v4();
-        deployment(id, Some(w.w1))
-            .into_active_model()
-            .insert(&db.conn)
-            .await
-            .unwrap();
+        let id = new_deployment(&db, w.w1).await;
         let set = match i % 3 {
             0 => vec![],
             1 => vec![assign(w.a1, json!({"i": i}))],
@@ -411,11 +426,12 @@ async fn workspace_pages_list_each_deployment_once(db: TestDb) {
     let mut after = None;
     let mut pages = 0;
     loop {
-        let before = statements.lock().unwrap().len();
-        let page = Query::workspace_deployments(&conn, w.w1, after, 10)
-            .await
-            .unwrap();
-        let used = statements.lock().unwrap().len() - before;
+        let (page, used) = counted(
+            &statements,
+            Query::workspace_deployments(&conn, w.w1, after, 10),
+        )
+        .await;
+        let page = page.unwrap();
         // The deployments, then all their links with their agents: never one per row.
         assert_eq!(used, 2, "page {pages} took {used} statements");
         pages += 1;
@@ -442,6 +458,64 @@ async fn workspace_pages_list_each_deployment_once(db: TestDb) {
         .await
         .unwrap_err();
     assert!(matches!(error, ServiceError::WorkspaceNotFound(_)));
+}
+
+async fn an_agents_deployments_page_in_order_one_statement_each(db: TestDb) {
+    let w = world(&db).await;
+    let mut expected = vec![];
+    for i in 0..7 {
+        let id = new_deployment(&db, w.w1).await;
+        // Another agent's links sit between this agent's in the index: they never show up.
+        let mut set = vec![assign(w.a2, json!({}))];
+        if i != 3 {
+            set.push(assign(w.a1, json!({"i": i})));
+            expected.push((id, json!({"i": i})));
+        }
+        Mutation::replace_job_agents(&db.conn, id, set)
+            .await
+            .unwrap();
+    }
+    expected.sort_by_key(|e| e.0);
+
+    let (conn, statements) = recording_connection(&db).await;
+    let (mut seen, mut after, mut pages) = (vec![], None, 0);
+    loop {
+        let page = Query::deployments_of_job_agent_page(&conn, w.a1, after, 4);
+        let (page, used) = counted(&statements, page).await;
+        let page = page.unwrap();
+        assert_eq!(used, 1, "page {pages} took {used} statements");
+        pages += 1;
+        seen.extend(
+            page.deployments
+                .into_iter()
+                .map(|l| (l.deployment.id, l.config)),
+        );
+        match page.next_after {
+            Some(last) => after = Some(last),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(seen, expected);
+    let whole: Vec<_> = Query::deployments_of_job_agent(&db.conn, w.a1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.deployment.id, l.config))
+        .collect();
+    assert_eq!(whole, expected);
+
+    // A page after the last deployment is empty, not an error; an unknown agent is one.
+    let last = expected.last().unwrap().0;
+    let page = Query::deployments_of_job_agent_page(&db.conn, w.a1, Some(last), 4)
+        .await
+        .unwrap();
+    assert_eq!((page.deployments.len(), page.next_after), (0, None));
+    let missing = Uuid::new_v4();
+    let error = Query::deployments_of_job_agent_page(&db.conn, missing, None, 4)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ServiceError::JobAgentNotFound(id) if id == missing));
 }
 
 async fn deleting_a_deployment_or_an_agent_removes_its_links(db: TestDb) {

@@ -11,7 +11,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement};
 
-use crate::tables::JOB_AGENT_ID_INDEX;
+use crate::tables::{JOB_AGENT_ID_INDEX, job_agent_id_index};
 
 /// The join table's foreign keys: (name, column, parent table).
 const FOREIGN_KEYS: [(&str, &str, &str); 2] = [
@@ -75,17 +75,11 @@ pub async fn restore<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
             crate::crash_point!("bulk load: constraint step");
         }
     }
-    let sql = format!(
-        "CREATE INDEX IF NOT EXISTS {JOB_AGENT_ID_INDEX} ON deployment_job_agent (job_agent_id)"
-    );
-    conn.execute_unprepared(&sql).await.map(|_| ())
+    create_job_agent_id_index(conn).await
 }
 
 async fn restore_sqlite<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    let sql = format!(
-        "CREATE INDEX IF NOT EXISTS {JOB_AGENT_ID_INDEX} ON deployment_job_agent (job_agent_id)"
-    );
-    conn.execute_unprepared(&sql).await?;
+    create_job_agent_id_index(conn).await?;
     conn.execute_unprepared("PRAGMA foreign_keys = ON").await?;
     let check = "SELECT COUNT(*) FROM pragma_foreign_key_check('deployment_job_agent')";
     let statement = Statement::from_string(DbBackend::Sqlite, check);
@@ -97,6 +91,24 @@ async fn restore_sqlite<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
             "{n} links point to a missing deployment or job agent after the backfill"
         ))),
     }
+}
+
+/// Builds the reverse index in one pass over the loaded table, unless it is there.
+async fn create_job_agent_id_index<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    let index = job_agent_id_index().if_not_exists().to_owned();
+    conn.execute(&index).await.map(|_| ())
+}
+
+/// Fresh planner statistics for the join table. The backfill just wrote every row of it, and
+/// until the server's own sampling notices, PostgreSQL plans from an empty table's figures:
+/// a page's links (100 ids, one index probe each) were then read by a full scan, 300 times
+/// slower. MariaDB re-samples on its own; SQLite keeps none unless asked.
+pub async fn refresh_statistics<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        conn.execute_unprepared("ANALYZE deployment_job_agent")
+            .await?;
+    }
+    Ok(())
 }
 
 async fn has_constraint<C: ConnectionTrait>(conn: &C, name: &str) -> Result<bool, DbErr> {

@@ -1,7 +1,8 @@
 //! Change capture for live databases.
 //!
 //! Before the backfill reads its first batch, triggers on `deployment` start recording the id
-//! of every row inserted or updated into `deployment_job_agent_backfill_pending`. The drop
+//! of every row inserted, or updated in a column the rules read, into
+//! `deployment_job_agent_backfill_pending`. The drop
 //! migration then blocks writers, backfills those ids again ([`super::catch_up`]) and drops the
 //! legacy columns in the same critical section, so no legacy write is lost: one committed
 //! before the triggers existed is seen by the backfill's scan, one committed after them is in
@@ -79,6 +80,10 @@ pub async fn forget<C: ConnectionTrait>(conn: &C, ids: &[StoredId]) -> Result<()
     conn.execute(&delete).await.map(|_| ())
 }
 
+// An update is recorded only when it changes a column the rules read (`id`, `workspace_id`
+// and the three legacy columns): the live application's other writes (renames, selectors)
+// then cost the drop migration's critical section nothing. Values are compared as text or
+// bytes, so a change of case in a JSON string counts whatever the column's type or collation.
 fn install_triggers(backend: DbBackend) -> &'static [&'static str] {
     match backend {
         DbBackend::Postgres => &[
@@ -89,8 +94,19 @@ fn install_triggers(backend: DbBackend) -> &'static [&'static str] {
                RETURN NULL; \
              END $$",
             "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture ON deployment",
-            "CREATE TRIGGER deployment_job_agent_backfill_capture AFTER INSERT OR UPDATE \
+            "CREATE TRIGGER deployment_job_agent_backfill_capture AFTER INSERT \
              ON deployment FOR EACH ROW EXECUTE FUNCTION deployment_job_agent_backfill_capture()",
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update ON deployment",
+            "CREATE TRIGGER deployment_job_agent_backfill_capture_update AFTER UPDATE \
+             ON deployment FOR EACH ROW WHEN ( \
+               (CAST(OLD.id AS text), CAST(OLD.workspace_id AS text), \
+                CAST(OLD.job_agents AS text), CAST(OLD.job_agent_id AS text), \
+                CAST(OLD.job_agent_config AS text)) \
+               IS DISTINCT FROM \
+               (CAST(NEW.id AS text), CAST(NEW.workspace_id AS text), \
+                CAST(NEW.job_agents AS text), CAST(NEW.job_agent_id AS text), \
+                CAST(NEW.job_agent_config AS text))) \
+             EXECUTE FUNCTION deployment_job_agent_backfill_capture()",
         ],
         DbBackend::Sqlite => &[
             "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_insert \
@@ -99,7 +115,13 @@ fn install_triggers(backend: DbBackend) -> &'static [&'static str] {
                VALUES (NEW.id); \
              END",
             "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_update \
-             AFTER UPDATE ON deployment BEGIN \
+             AFTER UPDATE ON deployment \
+             WHEN OLD.id IS NOT NEW.id COLLATE BINARY \
+               OR OLD.workspace_id IS NOT NEW.workspace_id COLLATE BINARY \
+               OR OLD.job_agents IS NOT NEW.job_agents COLLATE BINARY \
+               OR OLD.job_agent_id IS NOT NEW.job_agent_id COLLATE BINARY \
+               OR OLD.job_agent_config IS NOT NEW.job_agent_config COLLATE BINARY \
+             BEGIN \
                INSERT OR IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
                VALUES (NEW.id); \
              END",
@@ -110,7 +132,14 @@ fn install_triggers(backend: DbBackend) -> &'static [&'static str] {
              INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) VALUES (NEW.id)",
             "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_update \
              AFTER UPDATE ON deployment FOR EACH ROW \
-             INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) VALUES (NEW.id)",
+             IF NOT (CAST(OLD.id AS BINARY) <=> CAST(NEW.id AS BINARY) \
+               AND CAST(OLD.workspace_id AS BINARY) <=> CAST(NEW.workspace_id AS BINARY) \
+               AND CAST(OLD.job_agents AS BINARY) <=> CAST(NEW.job_agents AS BINARY) \
+               AND CAST(OLD.job_agent_id AS BINARY) <=> CAST(NEW.job_agent_id AS BINARY) \
+               AND CAST(OLD.job_agent_config AS BINARY) <=> CAST(NEW.job_agent_config AS BINARY)) \
+             THEN INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
+               VALUES (NEW.id); \
+             END IF",
         ],
     }
 }
@@ -119,6 +148,7 @@ fn remove_triggers(backend: DbBackend) -> &'static [&'static str] {
     match backend {
         DbBackend::Postgres => &[
             "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture ON deployment",
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update ON deployment",
             "DROP FUNCTION IF EXISTS deployment_job_agent_backfill_capture()",
         ],
         _ => &[

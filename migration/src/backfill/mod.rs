@@ -110,6 +110,7 @@ where
     }
     progress.finish();
     bulk_load::restore(conn).await?;
+    bulk_load::refresh_statistics(conn).await?;
     summary.log("backfill", started);
     Ok(summary)
 }
