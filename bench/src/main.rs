@@ -103,9 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     drop(source);
 
-    let url = bench
-        .copy_of_source_url("ours", cli.deployments, cli.seed)
-        .await?;
+    let url = bench.copy_of_source_url("ours").await?;
     let usage = run_ours(&url).await?;
     let ours = bench.connect("ours").await?;
     let links = count_links(&ours).await?;
@@ -123,9 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     for (variant, with_index) in [("upstream", false), ("upstream + index", true)] {
-        let db = bench
-            .copy_of_source("up", cli.deployments, cli.seed)
-            .await?;
+        let db = bench.copy_of_source("up").await?;
         let seconds = run_upstream(&db, with_index).await?;
         let links = count_links(&db).await?;
         rows.push(Row::new(variant, cli.deployments, links, seconds, None));
@@ -135,16 +131,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Separate runs, so that the writer's load does not change the times above.
     let mut stalls = vec![];
     if !matches!(cli.backend, Backend::Sqlite) {
-        let url = bench
-            .copy_of_source_url("stall", cli.deployments, cli.seed)
-            .await?;
+        let url = bench.copy_of_source_url("stall").await?;
         let writer = writer::Writer::start(&url).await?;
         let seconds = run_ours(&url).await?.wall.as_secs_f64();
         stalls.push(writer.stop("ours", seconds).await?);
 
-        let db = bench
-            .copy_of_source("stall", cli.deployments, cli.seed)
-            .await?;
+        let db = bench.copy_of_source("stall").await?;
         let writer = writer::Writer::start(&bench.url("stall")).await?;
         let seconds = run_upstream(&db, true).await?;
         stalls.push(writer.stop("upstream + index", seconds).await?);
@@ -320,12 +312,7 @@ impl Bench {
     }
 
     /// A copy of the generated source data, as database `name`.
-    async fn copy_of_source_url(
-        &self,
-        name: &str,
-        deployments: u64,
-        seed: u64,
-    ) -> Result<String, DbErr> {
+    async fn copy_of_source_url(&self, name: &str) -> Result<String, DbErr> {
         match self.backend {
             Backend::Postgres => self.recreate(name, Some("bench_src")).await?,
             Backend::Sqlite => {
@@ -333,19 +320,13 @@ impl Bench {
                 std::fs::copy(from, self.dir.join(format!("bench_{name}.sqlite")))
                     .map_err(|e| DbErr::Custom(e.to_string()))?;
             }
-            // The same seed generates the same data.
-            Backend::Mariadb => data::generate(&self.fresh(name).await?, deployments, seed).await?,
+            Backend::Mariadb => data::copy_on_server(&self.fresh(name).await?, "bench_src").await?,
         }
         Ok(self.url(name))
     }
 
-    async fn copy_of_source(
-        &self,
-        name: &str,
-        deployments: u64,
-        seed: u64,
-    ) -> Result<DatabaseConnection, DbErr> {
-        let url = self.copy_of_source_url(name, deployments, seed).await?;
+    async fn copy_of_source(&self, name: &str) -> Result<DatabaseConnection, DbErr> {
+        let url = self.copy_of_source_url(name).await?;
         Database::connect(url).await
     }
 }
