@@ -172,6 +172,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         backend: cli.backend,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         machine: machine().await,
+        commit: commit(),
         server: server_version(&ours).await,
         rows,
         agreement,
@@ -413,6 +414,7 @@ struct Report {
     backend: Backend,
     command: String,
     machine: String,
+    commit: String,
     server: String,
     rows: Vec<Row>,
     agreement: Agreement,
@@ -423,8 +425,8 @@ struct Report {
 impl Report {
     fn markdown(&self) -> String {
         let mut out = format!(
-            "## {:?}\n\n`{}`\n\n{}; {}\n\n| variant | deployments | links | seconds | links/s | peak RSS (MiB) |\n|---|---:|---:|---:|---:|---:|\n",
-            self.backend, self.command, self.machine, self.server
+            "## {:?}\n\n`{}` at commit {}\n\n{}; {}\n\n| variant | deployments | links | seconds | links/s | peak RSS (MiB) |\n|---|---:|---:|---:|---:|---:|\n",
+            self.backend, self.command, self.commit, self.machine, self.server
         );
         for row in &self.rows {
             let rss = row
@@ -478,6 +480,31 @@ async fn machine() -> String {
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or(0, |kb| kb / 1024 / 1024);
     format!("{cores} cores, {memory} GiB")
+}
+
+/// The commit measured, marked `-dirty` when the code had uncommitted changes.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_default();
+    // Earlier results are not the code measured.
+    let status = [
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ":/",
+        ":!/bench/results",
+    ];
+    match git(&status) {
+        Some(changes) if !changes.is_empty() => format!("{head}-dirty"),
+        _ => head,
+    }
 }
 
 async fn server_version(db: &DatabaseConnection) -> String {
