@@ -78,6 +78,8 @@ struct Row {
     seconds: f64,
     links_per_second: f64,
     peak_rss_mib: Option<f64>,
+    /// Wall time per step: per migration for ours, per statement for upstream.
+    steps: Vec<measure::Step>,
 }
 
 #[tokio::main]
@@ -85,7 +87,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
     if let Some(Internal::MigrateChild { url }) = cli.command {
         let db = Database::connect(&url).await?;
-        Migrator::up(&db, None).await?;
+        for migration in Migrator::get_pending_migrations(&db).await? {
+            let started = Instant::now();
+            Migrator::up(&db, Some(1)).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            println!("{}{} {seconds:.3}", measure::STEP_PREFIX, migration.name());
+        }
         println!("{}{}", measure::PEAK_PREFIX, measure::own_peak_rss_kib());
         return Ok(());
     }
@@ -108,13 +115,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ours = bench.connect("ours").await?;
     let links = count_links(&ours).await?;
     let rss = usage.peak_rss_kib as f64 / 1024.0;
-    rows.push(Row::new(
+    let row = Row::new(
         "ours",
         cli.deployments,
         links,
         usage.wall.as_secs_f64(),
         Some(rss),
-    ));
+    );
+    rows.push(row.with_steps(usage.steps));
     eprintln!(
         "ours: {links} links in {:.1}s, peak RSS {rss:.1} MiB",
         usage.wall.as_secs_f64()
@@ -122,9 +130,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for (variant, with_index) in [("upstream", false), ("upstream + index", true)] {
         let db = bench.copy_of_source("up").await?;
-        let seconds = run_upstream(&db, with_index).await?;
+        let (seconds, steps) = run_upstream(&db, with_index).await?;
         let links = count_links(&db).await?;
-        rows.push(Row::new(variant, cli.deployments, links, seconds, None));
+        let row = Row::new(variant, cli.deployments, links, seconds, None);
+        rows.push(row.with_steps(steps));
         eprintln!("{variant}: {links} links in {seconds:.1}s");
     }
 
@@ -138,7 +147,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         let db = bench.copy_of_source("stall").await?;
         let writer = writer::Writer::start(&bench.url("stall")).await?;
-        let seconds = run_upstream(&db, true).await?;
+        let (seconds, _) = run_upstream(&db, true).await?;
         stalls.push(writer.stop("upstream + index", seconds).await?);
         drop(db);
         bench.remove("stall").await?;
@@ -197,15 +206,31 @@ async fn run_ours(url: &str) -> Result<measure::Usage, Box<dyn std::error::Error
     Ok(tokio::task::spawn_blocking(move || measure::run(child)).await??)
 }
 
-/// Runs upstream's statements in one transaction; returns the seconds they took.
-async fn run_upstream(db: &DatabaseConnection, with_index: bool) -> Result<f64, DbErr> {
+/// Runs upstream's statements in one transaction; returns the seconds they took in all and
+/// per step.
+async fn run_upstream(
+    db: &DatabaseConnection,
+    with_index: bool,
+) -> Result<(f64, Vec<measure::Step>), DbErr> {
     let started = Instant::now();
+    let mut steps: Vec<measure::Step> = vec![];
+    let mut timed = |name: &str, since: Instant| match steps.last_mut() {
+        Some(last) if last.name == name => last.seconds += since.elapsed().as_secs_f64(),
+        _ => steps.push(measure::Step {
+            name: name.to_owned(),
+            seconds: since.elapsed().as_secs_f64(),
+        }),
+    };
     let txn = db.begin().await?;
-    for sql in upstream::statements(db.get_database_backend(), with_index) {
+    for (step, sql) in upstream::statements(db.get_database_backend(), with_index) {
+        let since = Instant::now();
         txn.execute_unprepared(sql).await?;
+        timed(step, since);
     }
+    let since = Instant::now();
     txn.commit().await?;
-    Ok(started.elapsed().as_secs_f64())
+    timed("commit", since);
+    Ok((started.elapsed().as_secs_f64(), steps))
 }
 
 impl Row {
@@ -223,7 +248,12 @@ impl Row {
             seconds,
             links_per_second: links as f64 / seconds,
             peak_rss_mib: rss,
+            steps: vec![],
         }
+    }
+
+    fn with_steps(self, steps: Vec<measure::Step>) -> Self {
+        Row { steps, ..self }
     }
 }
 
@@ -436,6 +466,15 @@ impl Report {
                 "| {} | {} | {} | {:.2} | {:.0} | {rss} |\n",
                 row.variant, row.deployments, row.links, row.seconds, row.links_per_second
             ));
+        }
+        out.push_str("\n| variant | step | seconds |\n|---|---|---:|\n");
+        for row in &self.rows {
+            for step in &row.steps {
+                out.push_str(&format!(
+                    "| {} | {} | {:.2} |\n",
+                    row.variant, step.name, step.seconds
+                ));
+            }
         }
         out.push_str("\n| service query (after ours) | runs | p50 ms | p99 ms | statements per call |\n|---|---:|---:|---:|---:|\n");
         for q in &self.queries {

@@ -10,11 +10,21 @@ use std::time::{Duration, Instant};
 
 /// The line the child ends with.
 pub const PEAK_PREFIX: &str = "peak_rss_kib=";
+/// The child's line for each migration it applied: `step=<name> <seconds>`.
+pub const STEP_PREFIX: &str = "step=";
+
+/// One timed step of a variant.
+#[derive(serde::Serialize)]
+pub struct Step {
+    pub name: String,
+    pub seconds: f64,
+}
 
 /// What one child process used.
 pub struct Usage {
     pub wall: Duration,
     pub peak_rss_kib: u64,
+    pub steps: Vec<Step>,
 }
 
 /// Runs `command` to completion; fails when it fails or does not report its peak.
@@ -39,7 +49,22 @@ pub fn run(mut command: Command) -> std::io::Result<Usage> {
         .find_map(|l| l.strip_prefix(PEAK_PREFIX)?.trim().parse().ok());
     let peak_rss_kib =
         peak.ok_or_else(|| std::io::Error::other("the child reported no peak RSS"))?;
-    Ok(Usage { wall, peak_rss_kib })
+    let steps = stdout
+        .lines()
+        .filter_map(|l| {
+            let (name, seconds) = l.strip_prefix(STEP_PREFIX)?.rsplit_once(' ')?;
+            let seconds = seconds.parse().ok()?;
+            Some(Step {
+                name: name.to_owned(),
+                seconds,
+            })
+        })
+        .collect();
+    Ok(Usage {
+        wall,
+        peak_rss_kib,
+        steps,
+    })
 }
 
 /// This process's resident-set high-water mark, in KiB.

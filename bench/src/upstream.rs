@@ -3,8 +3,9 @@
 
 use sea_orm::DbBackend;
 
-/// The statements, in order; `with_index` adds the reverse index ours has.
-pub fn statements(backend: DbBackend, with_index: bool) -> Vec<&'static str> {
+/// The statements, in order, each with the step it belongs to; `with_index` adds the
+/// reverse index ours has.
+pub fn statements(backend: DbBackend, with_index: bool) -> Vec<(&'static str, &'static str)> {
     let (create, insert, index, drop): (&str, &str, &str, &[&str]) = match backend {
         DbBackend::Postgres => (
             "CREATE TABLE deployment_job_agent (
@@ -61,10 +62,10 @@ pub fn statements(backend: DbBackend, with_index: bool) -> Vec<&'static str> {
             &[],
         ),
     };
-    let mut statements = vec![create, insert];
+    let mut statements = vec![("create table", create), ("insert … select", insert)];
     if with_index {
-        statements.push(index);
+        statements.push(("index", index));
     }
-    statements.extend_from_slice(drop);
+    statements.extend(drop.iter().map(|sql| ("drop columns", *sql)));
     statements
 }
