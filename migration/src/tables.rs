@@ -63,6 +63,7 @@ pub enum BackfillPending {
 
 /// Index names, so `down` drops exactly what `up` created.
 pub const JOB_AGENT_ID_INDEX: &str = "deployment_job_agent_job_agent_id_idx";
+pub const REJECT_DEPLOYMENT_INDEX: &str = "deployment_job_agent_backfill_reject_deployment_id_idx";
 
 /// The join table's reverse-lookup index: an agent's links in deployment order, so the
 /// deployments of an agent are read (and paged) in order without a sort, and deleting an
@@ -75,4 +76,3 @@ pub fn job_agent_id_index() -> IndexCreateStatement {
         .col(DeploymentJobAgent::DeploymentId)
         .to_owned()
 }
-pub const REJECT_DEPLOYMENT_INDEX: &str = "deployment_job_agent_backfill_reject_deployment_id_idx";

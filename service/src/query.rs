@@ -96,7 +96,8 @@ impl Query {
     }
 
     /// A page of the deployments a job agent runs, in deployment id order after `after`: one
-    /// statement, which reads only this page's links from the index.
+    /// statement, which reads only this page's links from the index (and a second when the
+    /// page is empty, to tell an unknown agent from one with no more deployments).
     ///
     /// ```
     /// # async fn run(db: &sea_orm::DatabaseConnection, agent: sea_orm::prelude::Uuid) -> Result<(), service::ServiceError> {

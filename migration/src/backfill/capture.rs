@@ -2,11 +2,11 @@
 //!
 //! Before the backfill reads its first batch, triggers on `deployment` start recording the id
 //! of every row inserted, or updated in a column the rules read, into
-//! `deployment_job_agent_backfill_pending`. The drop
-//! migration then blocks writers, backfills those ids again ([`super::catch_up`]) and drops the
-//! legacy columns in the same critical section, so no legacy write is lost: one committed
-//! before the triggers existed is seen by the backfill's scan, one committed after them is in
-//! the pending table. Deleted deployments need nothing: their links go by `ON DELETE CASCADE`.
+//! `deployment_job_agent_backfill_pending`. The drop migration then blocks writers, backfills
+//! those ids again ([`super::catch_up`]) and drops the legacy columns in the same critical
+//! section, so no legacy write is lost: one committed before the triggers existed is seen by
+//! the backfill's scan, one committed after them is in the pending table. Deleted deployments
+//! need nothing: their links go by `ON DELETE CASCADE`.
 //!
 //! Every statement here is fixed text: the only names in it are ours.
 
