@@ -96,6 +96,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}{}", measure::PEAK_PREFIX, measure::own_peak_rss_kib());
         return Ok(());
     }
+    // Read now: the work tree may change while a long run goes on.
+    let measured_commit = commit();
     std::fs::create_dir_all(&cli.out)?;
     let bench = Bench::new(&cli);
     let mut rows = vec![];
@@ -181,7 +183,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         backend: cli.backend,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         machine: machine().await,
-        commit: commit(),
+        commit: measured_commit,
         server: server_version(&ours).await,
         rows,
         agreement,
