@@ -533,14 +533,15 @@ fn commit() -> String {
             .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
     let head = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_default();
-    // Earlier results are not the code measured.
+    // Only the code counts: results and prose change while runs go on.
     let status = [
         "status",
         "--porcelain",
         "--untracked-files=no",
         "--",
-        ":/",
-        ":!/bench/results",
+        ":(top,glob)**/*.rs",
+        ":(top,glob)**/Cargo.toml",
+        ":(top)Cargo.lock",
     ];
     match git(&status) {
         Some(changes) if !changes.is_empty() => format!("{head}-dirty"),
