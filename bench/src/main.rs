@@ -87,6 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
     if let Some(Internal::MigrateChild { url }) = cli.command {
         let db = Database::connect(&url).await?;
+        // What `up` does, one migration at a time, to time each.
         for migration in Migrator::get_pending_migrations(&db).await? {
             let started = Instant::now();
             Migrator::up(&db, Some(1)).await?;
