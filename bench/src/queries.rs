@@ -53,8 +53,11 @@ async fn timed(
     Ok(latency(query, samples, used))
 }
 
-fn service_error(error: service::ServiceError) -> DbErr {
-    DbErr::Custom(error.to_string())
+/// A service call's outcome, its result dropped: only its time counts.
+fn done<T>(outcome: Result<T, service::ServiceError>) -> Result<(), DbErr> {
+    outcome
+        .map(drop)
+        .map_err(|error| DbErr::Custom(error.to_string()))
 }
 
 pub async fn measure(url: &str, runs: usize) -> Result<Vec<Latency>, DbErr> {
@@ -90,39 +93,23 @@ pub async fn measure(url: &str, runs: usize) -> Result<Vec<Latency>, DbErr> {
             "deployments of one agent (all)",
             runs,
             &statements,
-            async |i| {
-                Query::deployments_of_job_agent(db, agents[i])
-                    .await
-                    .map(drop)
-                    .map_err(service_error)
-            },
+            async |i| done(Query::deployments_of_job_agent(db, agents[i]).await),
         )
         .await?,
         timed(
             "deployments of one agent (page of 100)",
             runs,
             &statements,
-            async |i| {
-                Query::deployments_of_job_agent_page(db, agents[i], None, 100)
-                    .await
-                    .map(drop)
-                    .map_err(service_error)
-            },
+            async |i| done(Query::deployments_of_job_agent_page(db, agents[i], None, 100).await),
         )
         .await?,
         timed("agents of a deployment", runs, &statements, async |i| {
             let id = deployments[i % deployments.len()];
-            Query::job_agents_of_deployment(db, id)
-                .await
-                .map(drop)
-                .map_err(service_error)
+            done(Query::job_agents_of_deployment(db, id).await)
         })
         .await?,
         timed("page of 100 with agents", pages, &statements, async |i| {
-            Query::workspace_deployments(db, workspace(i), None, 100)
-                .await
-                .map(drop)
-                .map_err(service_error)
+            done(Query::workspace_deployments(db, workspace(i), None, 100).await)
         })
         .await?,
         timed(

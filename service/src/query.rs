@@ -210,13 +210,8 @@ async fn deployment_links<C: ConnectionTrait>(
         select = select.filter(deployment_job_agent::Column::DeploymentId.gt(after));
     }
     let rows = select.all(db).await?;
-    if rows.is_empty()
-        && job_agent::Entity::find_by_id(job_agent_id)
-            .one(db)
-            .await?
-            .is_none()
-    {
-        return Err(ServiceError::JobAgentNotFound(job_agent_id));
+    if rows.is_empty() {
+        rules::existing_job_agent(db, job_agent_id).await?;
     }
     let links = rows.into_iter().filter_map(|(link, deployment)| {
         deployment.map(|deployment| DeploymentLink {

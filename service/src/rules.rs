@@ -36,6 +36,14 @@ pub async fn existing_workspace<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<
     }
 }
 
+/// The job agent exists.
+pub async fn existing_job_agent<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<(), ServiceError> {
+    match job_agent::Entity::find_by_id(id).one(db).await? {
+        Some(_) => Ok(()),
+        None => Err(ServiceError::JobAgentNotFound(id)),
+    }
+}
+
 /// Each agent exists and may serve a deployment of `workspace`; loaded in one statement.
 pub async fn usable_agents<C: ConnectionTrait>(
     db: &C,
