@@ -26,18 +26,3 @@ pub fn reached(name: &str) {
         std::process::abort();
     }
 }
-
-/// The batch size for crash tests (`MIGRATION_BATCH_SIZE`), so small data spans batches.
-#[cfg(feature = "fault-injection")]
-pub fn batch_size(default: u64) -> u64 {
-    std::env::var("MIGRATION_BATCH_SIZE")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default)
-}
-
-#[cfg(not(feature = "fault-injection"))]
-#[inline(always)]
-pub fn batch_size(default: u64) -> u64 {
-    default
-}

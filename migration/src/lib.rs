@@ -41,16 +41,20 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod backends;
 pub mod backfill;
 mod dialect;
 #[doc(hidden)]
 pub mod fault;
 pub mod legacy_shape;
+mod locks;
 mod m20261125_000001_create_legacy_baseline;
 mod m20261125_000002_create_deployment_job_agent;
 mod m20261125_000003_backfill_deployment_job_agent;
 mod m20261125_000004_drop_legacy_job_agent_columns;
 mod restore;
+mod runtime;
+pub mod settings;
 mod sqlite_rebuild;
 mod tables;
 

@@ -8,6 +8,7 @@
 use sea_orm_migration::prelude::*;
 
 use crate::dialect::column_type;
+use crate::locks::with_lock_retries;
 use crate::tables::{
     BackfillReject, Deployment, DeploymentJobAgent, JOB_AGENT_ID_INDEX, JobAgent,
     REJECT_DEPLOYMENT_INDEX, job_agent_id_index,
@@ -24,9 +25,14 @@ impl MigrationTrait for Migration {
         let deployment_id = column_type(conn, "deployment", "id").await?;
         let job_agent_id = column_type(conn, "job_agent", "id").await?;
 
-        manager
-            .create_table(join_table(&deployment_id, &job_agent_id))
-            .await?;
+        // Its foreign keys lock both parents against writes for an instant.
+        let what = "creating the join table (locks deployment and job_agent against writes)";
+        let create = join_table(&deployment_id, &job_agent_id);
+        with_lock_retries(conn, what, Default::default(), |txn| {
+            let create = create.clone();
+            Box::pin(async move { txn.execute(&create).await.map(|_| ()) })
+        })
+        .await?;
         create_index_once(
             manager,
             "deployment_job_agent",
@@ -51,15 +57,24 @@ impl MigrationTrait for Migration {
 
     /// Drops the join table. The reject table stays: it is the only record of legacy values
     /// that were never linked, and a later `up` adds to it without duplicating rows.
+    /// Dropping it removes its foreign keys, which locks both parents exclusively.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(
-                Table::drop()
-                    .table(DeploymentJobAgent::Table)
-                    .if_exists()
-                    .to_owned(),
-            )
-            .await
+        let what = "dropping the join table (locks deployment and job_agent)";
+        let drop = Table::drop()
+            .table(DeploymentJobAgent::Table)
+            .if_exists()
+            .to_owned();
+        with_lock_retries(manager.get_connection(), what, Default::default(), |txn| {
+            let drop = drop.clone();
+            Box::pin(async move { txn.execute(&drop).await.map(|_| ()) })
+        })
+        .await
+    }
+
+    /// Each locking step runs in a transaction of its own, so a lock timeout rolls back only
+    /// that step (see [`crate::locks`]).
+    fn use_transaction(&self) -> Option<bool> {
+        Some(false)
     }
 }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use migration::settings::{self, Settings};
 use migration::{Migrator, MigratorTrait, SchemaManager};
 use sea_orm_migration::sea_orm::{ConnectOptions, Database};
 use tracing_subscriber::EnvFilter;
@@ -32,6 +33,18 @@ struct Cli {
     /// Database URL; a SQLite file in the current directory when not given.
     #[arg(short = 'u', long, global = true, env = "DATABASE_URL")]
     database_url: Option<String>,
+
+    /// Longest wait for a lock on a table the application uses (readers queued behind the
+    /// migration wait at most this long); the step is then rolled back and retried.
+    /// Default 1s.
+    #[arg(long, global = true, env = settings::LOCK_TIMEOUT_ENV,
+          value_parser = settings::parse_duration)]
+    lock_timeout: Option<Duration>,
+
+    /// How long a step keeps retrying for its locks before the command gives up. Default 15m.
+    #[arg(long, global = true, env = settings::LOCK_RETRY_FOR_ENV,
+          value_parser = settings::parse_duration)]
+    lock_retry_for: Option<Duration>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -71,6 +84,18 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    match Settings::from_env() {
+        Ok(settings) => Settings {
+            lock_timeout: cli.lock_timeout.unwrap_or(settings.lock_timeout),
+            lock_retry_for: cli.lock_retry_for.unwrap_or(settings.lock_retry_for),
+            ..settings
+        }
+        .install(),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
     let url = match cli.database_url {
         Some(url) => url,
         None => {

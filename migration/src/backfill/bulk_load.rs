@@ -9,8 +9,9 @@
 //! leaves the keys missing until the next run of the backfill (or its `down`) restores them.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DbBackend, Statement};
+use sea_orm_migration::sea_orm::{DbBackend, Statement, TransactionTrait};
 
+use crate::locks::with_lock_retries;
 use crate::tables::{JOB_AGENT_ID_INDEX, job_agent_id_index};
 
 /// The join table's foreign keys: (name, column, parent table).
@@ -29,7 +30,10 @@ const FOREIGN_KEYS: [(&str, &str, &str); 2] = [
 
 /// Drops the foreign keys and the reverse index (PostgreSQL); stops checking foreign keys
 /// on this connection and drops the reverse index (SQLite).
-pub async fn set_aside<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+pub async fn set_aside<C>(conn: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     match conn.get_database_backend() {
         DbBackend::Postgres => {}
         DbBackend::Sqlite => {
@@ -42,16 +46,36 @@ pub async fn set_aside<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
         }
         _ => return Ok(()),
     }
+    // Dropping a foreign key locks its parent table exclusively. Wait (boundedly) only for
+    // the busy parent, holding nothing yet; the quiet tables must be free at once, so this
+    // step never waits while holding a lock that someone else waits for.
+    let what = "setting aside the join table's foreign keys (locks deployment and job_agent)";
+    with_lock_retries(conn, what, Default::default(), |txn| {
+        Box::pin(drop_keys(txn))
+    })
+    .await
+}
+
+async fn drop_keys<C: ConnectionTrait>(txn: &C) -> Result<(), DbErr> {
+    txn.execute_unprepared("LOCK TABLE deployment IN ACCESS EXCLUSIVE MODE")
+        .await?;
+    txn.execute_unprepared(
+        "LOCK TABLE job_agent, deployment_job_agent IN ACCESS EXCLUSIVE MODE NOWAIT",
+    )
+    .await?;
     for (name, ..) in FOREIGN_KEYS {
         let sql = format!("ALTER TABLE deployment_job_agent DROP CONSTRAINT IF EXISTS {name}");
-        conn.execute_unprepared(&sql).await?;
+        txn.execute_unprepared(&sql).await?;
     }
     let sql = format!("DROP INDEX IF EXISTS {JOB_AGENT_ID_INDEX}");
-    conn.execute_unprepared(&sql).await.map(|_| ())
+    txn.execute_unprepared(&sql).await.map(|_| ())
 }
 
 /// Puts back whatever [`set_aside`] removed. Safe to run at any time.
-pub async fn restore<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+pub async fn restore<C>(conn: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     match conn.get_database_backend() {
         DbBackend::Postgres => {}
         DbBackend::Sqlite => return restore_sqlite(conn).await,
@@ -61,21 +85,48 @@ pub async fn restore<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
         if has_constraint(conn, name).await? {
             continue;
         }
+        // Adding a key locks the parent against writes (not reads) for an instant.
+        let what = format!("putting back the foreign key to {parent}");
+        let lock = format!("LOCK TABLE {parent} IN SHARE ROW EXCLUSIVE MODE");
         let add = format!(
             "ALTER TABLE deployment_job_agent ADD CONSTRAINT {name} FOREIGN KEY ({column}) \
              REFERENCES {parent} (id) ON DELETE CASCADE NOT VALID"
         );
+        run_locked(conn, &what, [lock, add]).await?;
+        crate::crash_point!("bulk load: constraint step");
         let orphans = format!(
             "DELETE FROM deployment_job_agent l \
              WHERE NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = l.{column})"
         );
+        conn.execute_unprepared(&orphans).await?;
+        crate::crash_point!("bulk load: constraint step");
+        // Validation takes no lock that blocks readers or writers of the parent.
         let validate = format!("ALTER TABLE deployment_job_agent VALIDATE CONSTRAINT {name}");
-        for sql in [add, orphans, validate] {
-            conn.execute_unprepared(&sql).await?;
-            crate::crash_point!("bulk load: constraint step");
-        }
+        run_locked(conn, &what, [validate]).await?;
+        crate::crash_point!("bulk load: constraint step");
     }
     create_job_agent_id_index(conn).await
+}
+
+/// Runs fixed statements as one step under the lock timeout.
+async fn run_locked<C, const N: usize>(
+    conn: &C,
+    what: &str,
+    statements: [String; N],
+) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    with_lock_retries(conn, what, Default::default(), |txn| {
+        let statements = statements.clone();
+        Box::pin(async move {
+            for sql in statements {
+                txn.execute_unprepared(&sql).await?;
+            }
+            Ok(())
+        })
+    })
+    .await
 }
 
 async fn restore_sqlite<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {

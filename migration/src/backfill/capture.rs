@@ -11,15 +11,42 @@
 //! Every statement here is fixed text: the only names in it are ours.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
+use sea_orm_migration::sea_orm::{DbBackend, TransactionTrait};
 
 use crate::dialect::{column_type, read_id, select_id};
+use crate::locks::with_lock_retries;
 use crate::tables::BackfillPending;
 
 use super::ids::StoredId;
 
-/// Creates the pending table and the triggers that fill it. Safe to run again.
-pub async fn install<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+/// Creates the pending table and the triggers that fill it, as one step under the lock
+/// timeout (trigger DDL locks `deployment`). Safe to run again.
+pub async fn install<C>(conn: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let what = "installing the capture triggers on deployment";
+    with_lock_retries(conn, what, Default::default(), |txn| {
+        Box::pin(install_in(txn))
+    })
+    .await
+}
+
+/// Drops the triggers and the pending table, as one step under the lock timeout. Safe to
+/// run again.
+pub async fn remove<C>(conn: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let what = "removing the capture triggers from deployment";
+    with_lock_retries(conn, what, Default::default(), |txn| {
+        Box::pin(remove_in(txn))
+    })
+    .await
+}
+
+/// [`install`] on a connection that already runs a locked step.
+pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     let id_type = column_type(conn, "deployment", "id").await?;
     let table = Table::create()
         .table(BackfillPending::Table)
@@ -38,8 +65,8 @@ pub async fn install<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// Drops the triggers and the pending table. Safe to run again.
-pub async fn remove<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+/// [`remove`] on a connection that already runs a locked step.
+pub async fn remove_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     for sql in remove_triggers(conn.get_database_backend()) {
         conn.execute_unprepared(sql).await?;
     }
@@ -69,6 +96,17 @@ pub async fn pending<C: ConnectionTrait>(conn: &C, limit: u64) -> Result<Vec<Sto
     Ok(ids)
 }
 
+/// How many deployments are marked pending.
+pub async fn count_pending<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
+    let query = Query::select()
+        .expr(Expr::col(Asterisk).count())
+        .from(BackfillPending::Table)
+        .to_owned();
+    let row = conn.query_one(&query).await?;
+    let count: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
+    Ok(<u64 as TryFrom<i64>>::try_from(count).unwrap_or(0))
+}
+
 /// Marks these deployments as caught up.
 pub async fn forget<C: ConnectionTrait>(conn: &C, ids: &[StoredId]) -> Result<(), DbErr> {
     let delete = Query::delete()
@@ -87,12 +125,17 @@ pub async fn forget<C: ConnectionTrait>(conn: &C, ids: &[StoredId]) -> Result<()
 fn install_triggers(backend: DbBackend) -> &'static [&'static str] {
     match backend {
         DbBackend::Postgres => &[
-            "CREATE OR REPLACE FUNCTION deployment_job_agent_backfill_capture() RETURNS trigger \
-             LANGUAGE plpgsql AS $$ BEGIN \
-               INSERT INTO deployment_job_agent_backfill_pending (deployment_id) VALUES (NEW.id) \
-               ON CONFLICT DO NOTHING; \
-               RETURN NULL; \
-             END $$",
+            // SECURITY DEFINER: the application's role may write `deployment` without any
+            // privilege on the pending table. The table is named with its schema and the
+            // search path is fixed, so no object of the caller's can stand in for ours.
+            "DO $do$ BEGIN EXECUTE format($sql$ \
+               CREATE OR REPLACE FUNCTION deployment_job_agent_backfill_capture() \
+               RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+               SET search_path = pg_catalog, pg_temp AS $fn$ BEGIN \
+                 INSERT INTO %I.deployment_job_agent_backfill_pending (deployment_id) \
+                 VALUES (NEW.id) ON CONFLICT DO NOTHING; \
+                 RETURN NULL; \
+               END $fn$ $sql$, current_schema()); END $do$",
             "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture ON deployment",
             "CREATE TRIGGER deployment_job_agent_backfill_capture AFTER INSERT \
              ON deployment FOR EACH ROW EXECUTE FUNCTION deployment_job_agent_backfill_capture()",

@@ -18,19 +18,19 @@ pub mod rules;
 pub(crate) mod store;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use sea_orm_migration::sea_orm::{
-    ConnectionTrait, DbErr, SqliteTransactionMode, TransactionOptions, TransactionSession,
-    TransactionTrait,
+    ConnectionTrait, DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
+
+use crate::locks::with_lock_retries;
+use crate::settings::Settings;
 
 pub use preview::{Preview, preview};
 pub use rules::{LegacyColumn, RejectReason};
 use store::{AgentDirectory, LegacyRow, PlannedDeployment, Selection};
-
-/// Deployments read and written per transaction.
-pub const BATCH_SIZE: u64 = 2_000;
 
 /// What a backfill did, for the log line operators read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,6 +49,14 @@ impl BackfillSummary {
         self.links += plan.links.len() as u64;
         for reject in &plan.rejects {
             *self.rejects.entry(reject.reason).or_default() += 1;
+        }
+    }
+
+    fn merge(&mut self, other: BackfillSummary) {
+        self.deployments += other.deployments;
+        self.links += other.links;
+        for (reason, count) in other.rejects {
+            *self.rejects.entry(reason).or_default() += count;
         }
     }
 
@@ -76,13 +84,15 @@ impl BackfillSummary {
 
 /// Backfills every deployment. Bad data never aborts it: it becomes reject rows. Only a
 /// database error does, and then every batch committed so far is still consistent (and
-/// running it again finishes the job).
+/// running it again finishes the job). A batch that loses a race for a lock (a deadlock, a
+/// lock timeout, a serialization failure) is rolled back and tried again, from that batch.
 pub async fn backfill_all<C>(conn: &C) -> Result<BackfillSummary, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let started = Instant::now();
-    let agents = AgentDirectory::load(conn).await?;
+    let batch_size = batch_size()?;
+    let agents = Arc::new(AgentDirectory::load(conn).await?);
     bulk_load::set_aside(conn).await?;
     crate::crash_point!("backfill: constraints set aside");
     let earlier = store::Earlier::find(conn).await?;
@@ -90,19 +100,25 @@ where
     let mut summary = BackfillSummary::default();
     let mut cursor = None;
     loop {
-        let txn = conn.begin_with_options(write_transaction()).await?;
-        let page = Selection::LockedPage {
-            after: cursor.as_ref(),
-            limit: crate::fault::batch_size(BATCH_SIZE),
-        };
-        let batch = store::read_deployments(&txn, page).await?;
-        let Some(last) = batch.last() else { break };
-        cursor = Some(last.id.clone());
-        apply(&txn, &batch, &agents, earlier, &mut summary).await?;
-        crate::crash_point!("backfill: batch written, not committed");
-        txn.commit().await?;
+        let batch = with_lock_retries(conn, "backfill batch", write_transaction(), |txn| {
+            let (agents, after) = (agents.clone(), cursor.clone());
+            Box::pin(async move {
+                let page = Selection::LockedPage {
+                    after: after.as_ref(),
+                    limit: batch_size,
+                };
+                let batch = store::read_deployments(txn, page).await?;
+                let written = apply(txn, &batch, &agents, earlier).await?;
+                crate::crash_point!("backfill: batch written, not committed");
+                Ok(batch.last().map(|last| (last.id.clone(), written)))
+            })
+        })
+        .await?;
+        let Some((last, written)) = batch else { break };
         crate::crash_point!("backfill: batch committed");
-        progress.advance(batch.len() as u64);
+        cursor = Some(last);
+        progress.advance(written.deployments);
+        summary.merge(written);
         tracing::debug!(
             deployments = summary.deployments,
             "backfill batch committed"
@@ -116,7 +132,10 @@ where
 }
 
 /// Puts back the join table's constraints if a failed backfill left them set aside.
-pub async fn restore_constraints<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+pub async fn restore_constraints<C>(conn: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     bulk_load::restore(conn).await
 }
 
@@ -129,41 +148,87 @@ fn write_transaction() -> TransactionOptions {
     }
 }
 
-/// Backfills again the deployments written since [`capture::install`], until none is
-/// pending. Opens no transaction: the caller holds whatever keeps writers out.
-pub async fn catch_up<C: ConnectionTrait>(conn: &C) -> Result<BackfillSummary, DbErr> {
+fn batch_size() -> Result<u64, DbErr> {
+    Settings::current()
+        .map(|settings| settings.batch_size)
+        .map_err(|e| DbErr::Custom(e.to_string()))
+}
+
+/// Fewer pending deployments than this are left to the locked [`catch_up`].
+const LEFT_FOR_THE_LOCKED_CATCH_UP: usize = 64;
+
+/// Backfills again the deployments written since [`capture::install`], a batch per
+/// transaction and with writers still going, until only a few are pending: the locked
+/// [`catch_up`] that follows is then short, whatever the write rate during the backfill.
+///
+/// Each batch reads its deployments with a shared row lock and forgets their pending mark in
+/// the same transaction: a write racing with the batch either commits first (and the locking
+/// read sees it) or waits for the batch and marks the deployment pending again.
+pub async fn drain_pending<C>(conn: &C) -> Result<BackfillSummary, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     let started = Instant::now();
-    let agents = AgentDirectory::load(conn).await?;
+    let batch_size = batch_size()?;
+    let agents = Arc::new(AgentDirectory::load(conn).await?);
     let mut summary = BackfillSummary::default();
-    loop {
-        let ids = capture::pending(conn, crate::fault::batch_size(BATCH_SIZE)).await?;
-        if ids.is_empty() {
+    // Writers can mark deployments as fast as a batch clears them: stop after a bounded
+    // number of batches and leave the rest to the locked catch-up.
+    let most_batches = capture::count_pending(conn).await? / batch_size + 10;
+    for _ in 0..most_batches {
+        let drained = with_lock_retries(conn, "catch-up batch", write_transaction(), |txn| {
+            let agents = agents.clone();
+            Box::pin(async move {
+                let ids = capture::pending(txn, batch_size).await?;
+                if ids.is_empty() {
+                    return Ok((0, BackfillSummary::default()));
+                }
+                let batch = store::read_deployments(txn, Selection::LockedIds(&ids)).await?;
+                let written = apply(txn, &batch, &agents, store::Earlier::ANYTHING).await?;
+                capture::forget(txn, &ids).await?;
+                crate::crash_point!("catch-up: batch drained, not committed");
+                Ok((ids.len(), written))
+            })
+        })
+        .await?;
+        summary.merge(drained.1);
+        if drained.0 < LEFT_FOR_THE_LOCKED_CATCH_UP {
             break;
         }
-        let batch = store::read_deployments(conn, Selection::Ids(&ids)).await?;
-        apply(
-            conn,
-            &batch,
-            &agents,
-            store::Earlier::ANYTHING,
-            &mut summary,
-        )
-        .await?;
-        crate::crash_point!("catch-up: batch written");
-        capture::forget(conn, &ids).await?;
-        crate::crash_point!("catch-up: batch forgotten");
     }
     summary.log("catch-up of writes made during the backfill", started);
     Ok(summary)
 }
 
+/// Backfills again the deployments still pending since [`capture::install`], until none
+/// is. Opens no transaction: the caller holds whatever keeps writers out.
+pub async fn catch_up<C: ConnectionTrait>(conn: &C) -> Result<BackfillSummary, DbErr> {
+    let started = Instant::now();
+    let batch_size = batch_size()?;
+    let agents = AgentDirectory::load(conn).await?;
+    let mut summary = BackfillSummary::default();
+    loop {
+        let ids = capture::pending(conn, batch_size).await?;
+        if ids.is_empty() {
+            break;
+        }
+        let batch = store::read_deployments(conn, Selection::Ids(&ids)).await?;
+        summary.merge(apply(conn, &batch, &agents, store::Earlier::ANYTHING).await?);
+        crate::crash_point!("catch-up: batch written");
+        capture::forget(conn, &ids).await?;
+        crate::crash_point!("catch-up: batch forgotten");
+    }
+    summary.log("catch-up under lock", started);
+    Ok(summary)
+}
+
+/// Plans and writes one batch; what it wrote, for the summary.
 async fn apply<C: ConnectionTrait>(
     conn: &C,
     batch: &[LegacyRow],
     agents: &AgentDirectory,
     earlier: store::Earlier,
-    summary: &mut BackfillSummary,
-) -> Result<(), DbErr> {
+) -> Result<BackfillSummary, DbErr> {
     let planned: Vec<PlannedDeployment> = batch
         .iter()
         .map(|row| PlannedDeployment {
@@ -172,6 +237,7 @@ async fn apply<C: ConnectionTrait>(
         })
         .collect();
     store::write_plans(conn, &planned, agents, earlier).await?;
-    planned.iter().for_each(|p| summary.add(&p.plan));
-    Ok(())
+    let mut written = BackfillSummary::default();
+    planned.iter().for_each(|p| written.add(&p.plan));
+    Ok(written)
 }

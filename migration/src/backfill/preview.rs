@@ -9,7 +9,7 @@ use sea_orm_migration::sea_orm::DatabaseConnection;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::BATCH_SIZE;
+use super::batch_size;
 use super::rules::{self, RejectReason};
 use super::store::{self, AgentDirectory, Selection};
 
@@ -73,6 +73,7 @@ pub async fn preview(conn: &DatabaseConnection) -> Result<Preview, DbErr> {
                 .to_owned(),
         ));
     }
+    let batch_size = batch_size()?;
     let agents = AgentDirectory::load(conn).await?;
     let mut preview = Preview {
         deployments: 0,
@@ -84,7 +85,7 @@ pub async fn preview(conn: &DatabaseConnection) -> Result<Preview, DbErr> {
     loop {
         let page = Selection::Page {
             after: cursor.as_ref(),
-            limit: BATCH_SIZE,
+            limit: batch_size,
         };
         let batch = store::read_deployments(conn, page).await?;
         let Some(last) = batch.last() else { break };

@@ -99,6 +99,10 @@ pub enum Selection<'a> {
     },
     /// Exactly these (those that still exist).
     Ids(&'a [StoredId]),
+    /// Like `Ids`, and the rows stay locked against updates and deletes until the
+    /// transaction ends (PostgreSQL and MariaDB/MySQL; SQLite's write transaction keeps
+    /// other writers out), so a write racing with the read waits for it.
+    LockedIds(&'a [StoredId]),
 }
 
 /// Reads deployments' legacy columns.
@@ -145,6 +149,12 @@ pub async fn read_deployments<C: ConnectionTrait>(
         }
         Selection::Ids(ids) => {
             query.and_where(id.is_in(ids.iter().map(StoredId::to_value)));
+        }
+        Selection::LockedIds(ids) => {
+            query.and_where(id.is_in(ids.iter().map(StoredId::to_value)));
+            if backend != DbBackend::Sqlite {
+                query.lock_shared();
+            }
         }
     }
     let rows = conn.query_all(&query).await?;

@@ -1,0 +1,117 @@
+//! What PostgreSQL, MariaDB/MySQL and SQLite do differently when a migration shares the
+//! database with a live application: how a transaction bounds its lock waits, which errors
+//! mean "lost a race for a lock, try again", and how to name the session in the way.
+//!
+//! One implementation per backend behind [`Backend`]; [`of`] is the one place that picks it.
+//! Every statement here is fixed text with bound values.
+
+mod mysql;
+mod postgres;
+mod sqlite;
+
+use std::time::Duration;
+
+use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, RuntimeErr, Statement, sqlx};
+
+/// Why a statement gave up: another session held what it needed. All of them are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contention {
+    /// The lock was not granted within the lock timeout (or at once, for `NOWAIT`).
+    LockTimeout,
+    /// The server broke a lock cycle by failing this transaction.
+    Deadlock,
+    /// The transaction could not be serialized with a concurrent one (or, on Galera,
+    /// lost certification to a write replicated from another node).
+    SerializationFailure,
+}
+
+impl Contention {
+    /// For log lines: `lock timeout`, `deadlock`, `serialization failure`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Contention::LockTimeout => "lock timeout",
+            Contention::Deadlock => "deadlock",
+            Contention::SerializationFailure => "serialization failure",
+        }
+    }
+}
+
+/// A session that stood in the migration's way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Holder {
+    /// PostgreSQL backend pid, MariaDB connection id.
+    pub session: i64,
+    /// `idle in transaction`, `active`, `Sleep`, …
+    pub state: String,
+    /// How long its transaction has been open, in seconds.
+    pub open_for: f64,
+    /// The start of its last statement.
+    pub query: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "session {} ({}, transaction open {:.0}s",
+            self.session, self.state, self.open_for
+        )?;
+        match self.query.trim() {
+            "" => write!(f, ")"),
+            query => write!(f, ", last statement: {query})"),
+        }
+    }
+}
+
+/// One backend's answers.
+pub trait Backend: Send + Sync {
+    /// Statements that make the current transaction give up any lock wait after `timeout`.
+    fn bound_lock_waits(&self, timeout: Duration) -> Vec<Statement>;
+
+    /// Statements that undo [`Backend::bound_lock_waits`] where its effect outlives the
+    /// transaction (session variables), run before the connection goes back to the pool.
+    fn unbound_lock_waits(&self) -> Vec<Statement>;
+
+    /// The current session's id, as [`Backend::blockers`] takes it; `None` where another
+    /// connection cannot look (SQLite: one connection, one process).
+    fn session_id(&self) -> Option<Statement>;
+
+    /// Sessions that block `session`, as rows of (id, state, seconds open, query).
+    fn blockers(&self, session: i64) -> Statement;
+
+    /// Whether `error` means a lost race for a lock.
+    fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention>;
+}
+
+/// The implementation for `backend`.
+pub fn of(backend: DbBackend) -> &'static dyn Backend {
+    match backend {
+        DbBackend::Postgres => &postgres::Postgres,
+        DbBackend::Sqlite => &sqlite::Sqlite,
+        _ => &mysql::MySql,
+    }
+}
+
+/// Whether `error` is contention on `backend`, and which kind.
+pub fn contention(backend: DbBackend, error: &DbErr) -> Option<Contention> {
+    let (DbErr::Exec(RuntimeErr::SqlxError(error))
+    | DbErr::Query(RuntimeErr::SqlxError(error))
+    | DbErr::Conn(RuntimeErr::SqlxError(error))) = error
+    else {
+        return None;
+    };
+    match error.as_ref() {
+        sqlx::Error::Database(error) => of(backend).contention(error.as_ref()),
+        _ => None,
+    }
+}
+
+/// Decodes a row of [`Backend::blockers`].
+pub fn holder(row: &QueryResult) -> Result<Holder, DbErr> {
+    Ok(Holder {
+        session: row.try_get_by_index(0)?,
+        state: row.try_get_by_index(1)?,
+        open_for: row.try_get_by_index(2)?,
+        query: row.try_get_by_index(3)?,
+    })
+}

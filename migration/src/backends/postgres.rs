@@ -1,0 +1,55 @@
+//! PostgreSQL: `lock_timeout` per transaction, SQLSTATEs, `pg_blocking_pids`.
+
+use std::time::Duration;
+
+use sea_orm_migration::sea_orm::{DbBackend, Statement, sqlx};
+
+use super::{Backend, Contention};
+
+pub struct Postgres;
+
+impl Backend for Postgres {
+    /// `SET LOCAL`, spelled as a function so the value is bound: it ends with the transaction.
+    fn bound_lock_waits(&self, timeout: Duration) -> Vec<Statement> {
+        let millis = format!("{}ms", timeout.as_millis().max(1));
+        vec![Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('lock_timeout', $1, true)",
+            [millis.into()],
+        )]
+    }
+
+    fn unbound_lock_waits(&self) -> Vec<Statement> {
+        vec![]
+    }
+
+    fn session_id(&self) -> Option<Statement> {
+        Some(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT CAST(pg_backend_pid() AS bigint)",
+        ))
+    }
+
+    fn blockers(&self, session: i64) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT CAST(a.pid AS bigint), COALESCE(a.state, ''), \
+               CAST(COALESCE(EXTRACT(EPOCH FROM now() - a.xact_start), 0) AS float8), \
+               COALESCE(left(a.query, 120), '') \
+             FROM pg_stat_activity a \
+             WHERE a.pid = ANY (pg_blocking_pids(CAST($1 AS integer))) \
+             ORDER BY a.xact_start LIMIT 5",
+            [session.into()],
+        )
+    }
+
+    fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention> {
+        match error.code()?.as_ref() {
+            // lock_not_available: lock_timeout or NOWAIT.
+            "55P03" => Some(Contention::LockTimeout),
+            "40P01" => Some(Contention::Deadlock),
+            "40001" => Some(Contention::SerializationFailure),
+            _ => None,
+        }
+    }
+}

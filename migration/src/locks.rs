@@ -1,0 +1,189 @@
+//! Lock retries: the one way the migrations take locks beside a live application.
+//!
+//! A statement that needs a strong lock (DDL on `deployment`, `LOCK TABLE`, a batch's row
+//! locks) queues behind whoever holds a conflicting lock, and on PostgreSQL and MariaDB every
+//! later reader of the table queues behind *it*. One forgotten `idle in transaction` session
+//! would turn the migration into an outage. So every such step runs here:
+//!
+//! - in a transaction of its own whose lock waits end after [`Settings::lock_timeout`];
+//! - when a wait ends (or the server picks the step as a deadlock or serialization victim),
+//!   the transaction is rolled back, so the queue behind it drains, and after a backoff the
+//!   whole step is tried again, until [`Settings::lock_retry_for`] has passed;
+//! - while it retries it logs who is in the way; when it gives up it says so in one error,
+//!   and a rerun of `up` finishes the job (every step is idempotent).
+//!
+//! GitLab's `with_lock_retries` and reshape's `lock_timeout` are the models.
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{Either, select};
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{TransactionOptions, TransactionSession, TransactionTrait};
+
+use crate::backends::{self as backend, Backend, Holder};
+use crate::settings::Settings;
+
+/// The first pause between two tries; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest pause between two tries.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What a step returns: a future borrowing only the step's transaction. Steps move (or
+/// clone) whatever else they need into it, so a retry can run them again.
+pub type StepFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Send + 't>>;
+
+/// Runs `step` in a transaction of its own (begun with `options`) under the lock timeout, and
+/// again from the start while it loses to contention, until the retry limit. The step must
+/// be safe to run again after a rollback. `what` names the step in logs and errors.
+///
+/// `conn` must not be a transaction: the retry needs to roll back everything the step
+/// locked, which a savepoint would not.
+pub async fn with_lock_retries<C, T, F>(
+    conn: &C,
+    what: &str,
+    options: TransactionOptions,
+    step: F,
+) -> Result<T, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+    F: for<'t> Fn(&'t C::Transaction) -> StepFuture<'t, T>,
+{
+    let settings = Settings::current().map_err(|e| DbErr::Custom(e.to_string()))?;
+    let db_backend = conn.get_database_backend();
+    let started = Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    for tries in 1.. {
+        let (result, holders) = attempt(conn, settings.lock_timeout, options, &step).await;
+        let contention = match &result {
+            Err(error) => backend::contention(db_backend, error),
+            Ok(_) => None,
+        };
+        let Some(contention) = contention else {
+            return result;
+        };
+        let waited = started.elapsed();
+        let in_the_way = in_the_way(&holders);
+        if waited + backoff > settings.lock_retry_for {
+            return Err(DbErr::Migration(format!(
+                "gave up on {what} after {tries} tries in {:.1}s ({}), waiting for {in_the_way}: \
+                 nothing of this step was kept; end that session or run `up` again later",
+                waited.as_secs_f64(),
+                contention.as_str(),
+            )));
+        }
+        tracing::warn!(
+            "{what}: {} (try {tries}, {:.1}s so far), waiting for {in_the_way}; retrying in {} ms",
+            contention.as_str(),
+            waited.as_secs_f64(),
+            backoff.as_millis(),
+        );
+        crate::runtime::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+    unreachable!("the retry loop only ends by returning")
+}
+
+/// One try: the step's result, and who blocked it if it was still waiting near the timeout.
+async fn attempt<C, T, F>(
+    conn: &C,
+    lock_timeout: Duration,
+    options: TransactionOptions,
+    step: &F,
+) -> (Result<T, DbErr>, Vec<Holder>)
+where
+    C: ConnectionTrait + TransactionTrait,
+    F: for<'t> Fn(&'t C::Transaction) -> StepFuture<'t, T>,
+{
+    let backend = backend::of(conn.get_database_backend());
+    let txn = match begin_bounded(conn, backend, lock_timeout, options).await {
+        Ok(txn) => txn,
+        Err(error) => return (Err(error), vec![]),
+    };
+    let session = session_id(&txn, backend).await;
+    let (result, holders) = {
+        let run = pin!(step(&txn));
+        let watch = pin!(watch_blockers(conn, backend, session, lock_timeout));
+        match select(run, watch).await {
+            Either::Left((result, _)) => (result, vec![]),
+            Either::Right((holders, run)) => (run.await, holders),
+        }
+    };
+    let result = match result {
+        Ok(value) => match unbound(&txn, backend).await {
+            Ok(()) => txn.commit().await.map(|_| value),
+            Err(error) => Err(error),
+        },
+        Err(error) => {
+            // Best effort: the error to report is the step's, and a connection whose
+            // rollback fails is discarded by the pool.
+            let _ = unbound(&txn, backend).await;
+            let _ = txn.rollback().await;
+            Err(error)
+        }
+    };
+    (result, holders)
+}
+
+async fn begin_bounded<C>(
+    conn: &C,
+    backend: &dyn Backend,
+    lock_timeout: Duration,
+    options: TransactionOptions,
+) -> Result<C::Transaction, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = conn.begin_with_options(options).await?;
+    for statement in backend.bound_lock_waits(lock_timeout) {
+        txn.execute_raw(statement).await?;
+    }
+    Ok(txn)
+}
+
+async fn unbound<C: ConnectionTrait>(txn: &C, backend: &dyn Backend) -> Result<(), DbErr> {
+    for statement in backend.unbound_lock_waits() {
+        txn.execute_raw(statement).await?;
+    }
+    Ok(())
+}
+
+async fn session_id<C: ConnectionTrait>(txn: &C, backend: &dyn Backend) -> Option<i64> {
+    let row = txn.query_one_raw(backend.session_id()?).await.ok()??;
+    row.try_get_by_index(0).ok()
+}
+
+/// Shortly before the lock timeout, asks (on another connection) who blocks `session`.
+/// Never finishes where no one can ask.
+async fn watch_blockers<C: ConnectionTrait>(
+    conn: &C,
+    backend: &dyn Backend,
+    session: Option<i64>,
+    lock_timeout: Duration,
+) -> Vec<Holder> {
+    let Some(session) = session else {
+        return std::future::pending().await;
+    };
+    crate::runtime::sleep(lock_timeout.mul_f64(0.8)).await;
+    match conn.query_all_raw(backend.blockers(session)).await {
+        Ok(rows) => rows
+            .iter()
+            .filter_map(|r| backend::holder(r).ok())
+            .collect(),
+        Err(error) => {
+            tracing::debug!("could not list the sessions in the way: {error}");
+            vec![]
+        }
+    }
+}
+
+fn in_the_way(holders: &[Holder]) -> String {
+    match holders {
+        [] => "another session".to_owned(),
+        holders => (holders.iter())
+            .map(Holder::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}

@@ -1,0 +1,143 @@
+//! How the migrations behave beside a live application: lock waits, retries, batch size.
+//!
+//! The migrations are driven by `sea-orm-migration`, which hands them nothing but a
+//! connection, so their settings live here, process-wide. The command sets them from its
+//! flags ([`Settings::install`]); anything else that runs the migrations (a test, an
+//! application calling `Migrator::up`) gets them from the environment, or the defaults.
+//!
+//! ```
+//! use std::time::Duration;
+//! use migration::settings::Settings;
+//!
+//! Settings {
+//!     lock_timeout: Duration::from_millis(500),
+//!     ..Settings::from_env().unwrap()
+//! }
+//! .install();
+//! assert_eq!(Settings::current().unwrap().lock_timeout, Duration::from_millis(500));
+//! ```
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Environment variable for [`Settings::lock_timeout`] (`500ms`, `2s`, …).
+pub const LOCK_TIMEOUT_ENV: &str = "MIGRATION_LOCK_TIMEOUT";
+/// Environment variable for [`Settings::lock_retry_for`] (`10m`, `90s`, …).
+pub const LOCK_RETRY_FOR_ENV: &str = "MIGRATION_LOCK_RETRY_FOR";
+/// Environment variable for [`Settings::batch_size`].
+pub const BATCH_SIZE_ENV: &str = "MIGRATION_BATCH_SIZE";
+
+/// What a migration may cost the application beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// The longest a statement waits for a lock on a table the application uses. Readers
+    /// and writers queued behind that request wait at most this long too. MariaDB counts
+    /// lock waits in whole seconds: it is rounded up there.
+    pub lock_timeout: Duration,
+    /// How long a step keeps retrying (with backoff, letting the application through in
+    /// between) before it gives up and the migration stops with an error.
+    pub lock_retry_for: Duration,
+    /// Deployments read and written per backfill transaction.
+    pub batch_size: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lock_timeout: Duration::from_secs(1),
+            lock_retry_for: Duration::from_secs(15 * 60),
+            batch_size: 2_000,
+        }
+    }
+}
+
+/// A setting in the environment that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}={value:?}: {problem}")]
+pub struct SettingsError {
+    variable: &'static str,
+    value: String,
+    problem: String,
+}
+
+static INSTALLED: RwLock<Option<Settings>> = RwLock::new(None);
+
+impl Settings {
+    /// The defaults, overridden by `MIGRATION_LOCK_TIMEOUT`, `MIGRATION_LOCK_RETRY_FOR` and
+    /// `MIGRATION_BATCH_SIZE` where set.
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        let mut settings = Settings::default();
+        if let Some(value) = read_env(LOCK_TIMEOUT_ENV) {
+            settings.lock_timeout = parse_duration(&value).map_err(|problem| SettingsError {
+                variable: LOCK_TIMEOUT_ENV,
+                value,
+                problem,
+            })?;
+        }
+        if let Some(value) = read_env(LOCK_RETRY_FOR_ENV) {
+            settings.lock_retry_for = parse_duration(&value).map_err(|problem| SettingsError {
+                variable: LOCK_RETRY_FOR_ENV,
+                value,
+                problem,
+            })?;
+        }
+        if let Some(value) = read_env(BATCH_SIZE_ENV) {
+            settings.batch_size = match value.trim().parse() {
+                Ok(size) if size > 0 => size,
+                _ => {
+                    return Err(SettingsError {
+                        variable: BATCH_SIZE_ENV,
+                        value,
+                        problem: "expected a whole number above 0".to_owned(),
+                    });
+                }
+            };
+        }
+        Ok(settings)
+    }
+
+    /// Makes these the settings of every migration run by this process from now on.
+    pub fn install(self) {
+        *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(self);
+    }
+
+    /// The installed settings, or those of the environment.
+    pub fn current() -> Result<Settings, SettingsError> {
+        match *INSTALLED.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(settings) => Ok(settings),
+            None => Settings::from_env(),
+        }
+    }
+}
+
+/// `1s`, `500ms`, `2m`, `1h 30m`: the units `humantime` reads. Zero is refused: a zero lock
+/// timeout means "wait forever" on PostgreSQL.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(duration) if duration.is_zero() => Err("must be above zero".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(format!("{error} (expected e.g. 500ms, 2s, 10m)")),
+    }
+}
+
+fn read_env(variable: &str) -> Option<String> {
+    std::env::var(variable)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_with_units_and_zero_is_refused() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration(" 2s "), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5").is_err());
+    }
+}
