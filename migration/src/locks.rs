@@ -22,13 +22,13 @@ use futures_util::future::{Either, select};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{TransactionOptions, TransactionSession, TransactionTrait};
 
-use crate::backends::{self as backend, Backend, Holder};
+pub use crate::backends::TableLock;
+use crate::backends::{self, Backend, Holder};
 use crate::settings::Settings;
 
-/// The first pause between two tries; it doubles up to [`MAX_BACKOFF`].
+/// The first pause between two tries; it doubles up to the lock timeout, so the
+/// application gets the table at least half the time while the migration retries.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest pause between two tries.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What a step returns: a future borrowing only the step's transaction. Steps move (or
 /// clone) whatever else they need into it, so a retry can run them again.
@@ -57,7 +57,7 @@ where
     for tries in 1.. {
         let (result, holders) = attempt(conn, settings.lock_timeout, options, &step).await;
         let contention = match &result {
-            Err(error) => backend::contention(db_backend, error),
+            Err(error) => backends::contention(db_backend, error),
             Ok(_) => None,
         };
         let Some(contention) = contention else {
@@ -80,7 +80,7 @@ where
             backoff.as_millis(),
         );
         crate::runtime::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = (backoff * 2).min(settings.lock_timeout.max(FIRST_BACKOFF));
     }
     unreachable!("the retry loop only ends by returning")
 }
@@ -96,13 +96,14 @@ where
     C: ConnectionTrait + TransactionTrait,
     F: for<'t> Fn(&'t C::Transaction) -> StepFuture<'t, T>,
 {
-    let backend = backend::of(conn.get_database_backend());
+    let db_backend = conn.get_database_backend();
+    let backend = backends::of(db_backend);
     let txn = match begin_bounded(conn, backend, lock_timeout, options).await {
         Ok(txn) => txn,
         Err(error) => return (Err(error), vec![]),
     };
     let session = session_id(&txn, backend).await;
-    let (result, holders) = {
+    let (result, mut holders) = {
         let run = pin!(step(&txn));
         let watch = pin!(watch_blockers(conn, backend, session, lock_timeout));
         match select(run, watch).await {
@@ -123,6 +124,14 @@ where
             Err(error)
         }
     };
+    // A lock refused at once (MariaDB's metadata locks, `NOWAIT`) was never watched: ask
+    // now who is in the way.
+    let refused = result
+        .as_ref()
+        .is_err_and(|e| backends::contention(db_backend, e).is_some());
+    if refused && holders.is_empty() {
+        holders = blockers(conn, backend, session).await;
+    }
     (result, holders)
 }
 
@@ -166,10 +175,22 @@ async fn watch_blockers<C: ConnectionTrait>(
         return std::future::pending().await;
     };
     crate::runtime::sleep(lock_timeout.mul_f64(0.8)).await;
+    blockers(conn, backend, Some(session)).await
+}
+
+/// The sessions in the way of `session`, as far as the backend can tell.
+async fn blockers<C: ConnectionTrait>(
+    conn: &C,
+    backend: &dyn Backend,
+    session: Option<i64>,
+) -> Vec<Holder> {
+    let Some(session) = session else {
+        return vec![];
+    };
     match conn.query_all_raw(backend.blockers(session)).await {
         Ok(rows) => rows
             .iter()
-            .filter_map(|r| backend::holder(r).ok())
+            .filter_map(|r| backends::holder(r).ok())
             .collect(),
         Err(error) => {
             tracing::debug!("could not list the sessions in the way: {error}");
@@ -186,4 +207,20 @@ fn in_the_way(holders: &[Holder]) -> String {
             .collect::<Vec<_>>()
             .join(", "),
     }
+}
+
+/// Inside a step: takes the step's table locks up front, `first` waiting at most the lock
+/// timeout while holding nothing, then the others at once or not at all, so the step never
+/// waits while holding a lock that someone else waits for (no deadlock with the
+/// application). Backends without such statements take nothing here.
+pub async fn lock_in_order<C: ConnectionTrait>(
+    txn: &C,
+    first: TableLock,
+    then: &[TableLock],
+) -> Result<(), DbErr> {
+    let backend = backends::of(txn.get_database_backend());
+    for statement in backend.lock_in_order(first, then) {
+        txn.execute_raw(statement).await?;
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@
 use sea_orm_migration::prelude::*;
 
 use crate::dialect::column_type;
-use crate::locks::with_lock_retries;
+use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{
     BackfillReject, Deployment, DeploymentJobAgent, JOB_AGENT_ID_INDEX, JobAgent,
     REJECT_DEPLOYMENT_INDEX, job_agent_id_index,
@@ -30,7 +30,11 @@ impl MigrationTrait for Migration {
         let create = join_table(&deployment_id, &job_agent_id);
         with_lock_retries(conn, what, Default::default(), |txn| {
             let create = create.clone();
-            Box::pin(async move { txn.execute(&create).await.map(|_| ()) })
+            Box::pin(async move {
+                let parents = [TableLock::share_row_exclusive("job_agent")];
+                lock_in_order(txn, TableLock::share_row_exclusive("deployment"), &parents).await?;
+                txn.execute(&create).await.map(|_| ())
+            })
         })
         .await?;
         create_index_once(
@@ -66,7 +70,11 @@ impl MigrationTrait for Migration {
             .to_owned();
         with_lock_retries(manager.get_connection(), what, Default::default(), |txn| {
             let drop = drop.clone();
-            Box::pin(async move { txn.execute(&drop).await.map(|_| ()) })
+            Box::pin(async move {
+                let others = [TableLock::access_exclusive("job_agent")];
+                lock_in_order(txn, TableLock::access_exclusive("deployment"), &others).await?;
+                txn.execute(&drop).await.map(|_| ())
+            })
         })
         .await
     }

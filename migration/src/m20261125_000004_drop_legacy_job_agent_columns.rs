@@ -12,7 +12,7 @@ use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement};
 
 use crate::backfill::{capture, catch_up, drain_pending};
 use crate::dialect::column_type;
-use crate::locks::with_lock_retries;
+use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::restore::job_agents_from_links;
 use crate::sqlite_rebuild;
 use crate::tables::{Deployment, JobAgent};
@@ -94,7 +94,7 @@ const PENDING: &str = "deployment_job_agent_backfill_pending";
 /// everything else the step touches at once or not at all (`NOWAIT`): the step never waits
 /// while holding a lock, so no session can deadlock with it.
 async fn drop_under_postgres_lock(txn: &DatabaseTransaction) -> Result<(), DbErr> {
-    lock_deployment_first(txn, "ACCESS EXCLUSIVE", "EXCLUSIVE").await?;
+    lock_deployment_first(txn, TableLock::exclusive(JOIN_TABLE)).await?;
     crate::crash_point!("drop: deployment locked");
     let manager = SchemaManager::new(txn);
     finish_backfill(&manager).await?;
@@ -103,7 +103,7 @@ async fn drop_under_postgres_lock(txn: &DatabaseTransaction) -> Result<(), DbErr
 }
 
 async fn restore_under_postgres_lock(txn: &DatabaseTransaction) -> Result<(), DbErr> {
-    lock_deployment_first(txn, "ACCESS EXCLUSIVE", "SHARE").await?;
+    lock_deployment_first(txn, TableLock::exclusive(JOIN_TABLE)).await?;
     let manager = SchemaManager::new(txn);
     for alter in add_legacy_columns(&manager).await? {
         txn.execute(&alter).await?;
@@ -112,21 +112,13 @@ async fn restore_under_postgres_lock(txn: &DatabaseTransaction) -> Result<(), Db
     capture::install_in(txn).await
 }
 
-/// PostgreSQL: `deployment` in `mode` (bounded wait), then the join table in `links_mode`
-/// and `job_agent` (whose foreign key from `deployment.job_agent_id`, if any, is dropped
-/// or added by the step) without waiting.
-async fn lock_deployment_first<C: ConnectionTrait>(
-    txn: &C,
-    mode: &str,
-    links_mode: &str,
-) -> Result<(), DbErr> {
-    let first = format!("LOCK TABLE deployment IN {mode} MODE");
-    txn.execute_unprepared(&first).await?;
-    let links = format!("LOCK TABLE deployment_job_agent IN {links_mode} MODE NOWAIT");
-    txn.execute_unprepared(&links).await?;
-    txn.execute_unprepared("LOCK TABLE job_agent IN ACCESS EXCLUSIVE MODE NOWAIT")
-        .await
-        .map(|_| ())
+const JOIN_TABLE: &str = "deployment_job_agent";
+
+/// `deployment` exclusively (bounded wait), then `links` and `job_agent` (whose foreign key
+/// from `deployment.job_agent_id`, if any, the step drops or adds) without waiting.
+async fn lock_deployment_first(txn: &DatabaseTransaction, links: TableLock) -> Result<(), DbErr> {
+    let then = [links, TableLock::access_exclusive("job_agent")];
+    lock_in_order(txn, TableLock::access_exclusive("deployment"), &then).await
 }
 
 /// The `ALTER TABLE`s that give `deployment` back the legacy columns it lacks.
@@ -231,12 +223,16 @@ async fn drop_under_mysql_lock(txn: &DatabaseTransaction) -> Result<(), DbErr> {
     unlocked.map(|_| ())
 }
 
+/// MariaDB commits each DDL statement, and a step that fails is retried from the start once
+/// the tables are unlocked: what can still fail for want of a lock (dropping the foreign key
+/// to `job_agent` needs that table too) goes before the triggers, because once they are gone
+/// a write made between two tries would not be captured.
 async fn drop_under_mysql_tables_lock(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     crate::crash_point!("drop: tables locked");
-    finish_backfill(manager).await?;
-    crate::crash_point!("drop: caught up");
     drop_mysql_foreign_keys(manager, "job_agent_id").await?;
     crate::crash_point!("drop: foreign keys dropped");
+    finish_backfill(manager).await?;
+    crate::crash_point!("drop: caught up");
     drop_legacy_columns(manager).await
 }
 

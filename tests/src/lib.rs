@@ -200,6 +200,30 @@ macro_rules! on_every_backend {
     };
 }
 
+/// Defines one test per server backend for each listed case, `postgres::case` and
+/// `mariadb::case`, each calling `case(Backend)` on a multi-threaded runtime: for cases about
+/// concurrent sessions (live writers, held locks, roles), which SQLite's single writer and
+/// single-connection pool do not have.
+#[macro_export]
+macro_rules! on_server_backends {
+    ($($case:ident),* $(,)?) => {
+        #[cfg(feature = "runtime-tokio")]
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case($crate::Backend::Postgres).await;
+            })*
+        }
+        #[cfg(feature = "runtime-tokio")]
+        mod mariadb {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case($crate::Backend::MariaDb).await;
+            })*
+        }
+    };
+}
+
 /// A second connection to `db` that records the SQL text of every statement it runs
 /// (values travel separately and are not recorded).
 pub async fn recording_connection(

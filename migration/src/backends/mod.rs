@@ -63,6 +63,41 @@ impl std::fmt::Display for Holder {
     }
 }
 
+/// A table a step locks, and how (PostgreSQL's lock mode names).
+#[derive(Debug, Clone, Copy)]
+pub struct TableLock {
+    /// The table.
+    pub table: &'static str,
+    /// `ACCESS EXCLUSIVE`, `SHARE ROW EXCLUSIVE`, …
+    pub mode: &'static str,
+}
+
+impl TableLock {
+    /// Conflicts with everything, plain reads included.
+    pub const fn access_exclusive(table: &'static str) -> Self {
+        TableLock {
+            table,
+            mode: "ACCESS EXCLUSIVE",
+        }
+    }
+
+    /// Conflicts with writes and DDL; reads go on.
+    pub const fn share_row_exclusive(table: &'static str) -> Self {
+        TableLock {
+            table,
+            mode: "SHARE ROW EXCLUSIVE",
+        }
+    }
+
+    /// Conflicts with writes, row locks and DDL; plain reads go on.
+    pub const fn exclusive(table: &'static str) -> Self {
+        TableLock {
+            table,
+            mode: "EXCLUSIVE",
+        }
+    }
+}
+
 /// One backend's answers.
 pub trait Backend: Send + Sync {
     /// Statements that make the current transaction give up any lock wait after `timeout`.
@@ -78,6 +113,11 @@ pub trait Backend: Send + Sync {
 
     /// Sessions that block `session`, as rows of (id, state, seconds open, query).
     fn blockers(&self, session: i64) -> Statement;
+
+    /// Statements that take a step's table locks up front: `first` waiting (at most the
+    /// lock timeout, while holding nothing), the others at once or not at all. Where the
+    /// backend has no such statement, none: its DDL takes what it needs.
+    fn lock_in_order(&self, first: TableLock, then: &[TableLock]) -> Vec<Statement>;
 
     /// Whether `error` means a lost race for a lock.
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention>;

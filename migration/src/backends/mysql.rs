@@ -6,19 +6,22 @@ use std::time::Duration;
 
 use sea_orm_migration::sea_orm::{DbBackend, Statement, sqlx};
 
-use super::{Backend, Contention};
+use super::{Backend, Contention, TableLock};
 
 pub struct MySql;
 
 impl Backend for MySql {
-    /// Metadata locks (DDL, `LOCK TABLES`) and InnoDB row locks each have their own
-    /// variable; both count whole seconds.
+    /// Metadata locks (DDL, `LOCK TABLES`) are never waited for: MariaDB breaks a
+    /// metadata-lock deadlock by failing the DML side, so a migration waiting for one would
+    /// fail an application transaction that read `deployment` and then writes it. A
+    /// metadata lock that is not free is a lock timeout at once, retried after a backoff.
+    /// Row locks wait up to the timeout (InnoDB counts whole seconds).
     fn bound_lock_waits(&self, timeout: Duration) -> Vec<Statement> {
         let seconds = timeout.as_secs_f64().ceil().max(1.0) as u64;
         vec![Statement::from_sql_and_values(
             DbBackend::MySql,
-            "SET SESSION lock_wait_timeout = ?, innodb_lock_wait_timeout = ?",
-            [seconds.into(), seconds.into()],
+            "SET SESSION lock_wait_timeout = 0, innodb_lock_wait_timeout = ?",
+            [seconds.into()],
         )]
     }
 
@@ -49,6 +52,12 @@ impl Backend for MySql {
              WHERE p.ID <> ? ORDER BY t.trx_started LIMIT 5",
             [session.into()],
         )
+    }
+
+    /// MariaDB takes no metadata lock that is not free (see `bound_lock_waits`), so the
+    /// order of a step's locks cannot make it wait while holding one.
+    fn lock_in_order(&self, _first: TableLock, _then: &[TableLock]) -> Vec<Statement> {
+        vec![]
     }
 
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention> {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sea_orm_migration::sea_orm::{DbBackend, Statement, sqlx};
 
-use super::{Backend, Contention};
+use super::{Backend, Contention, TableLock};
 
 pub struct Postgres;
 
@@ -41,6 +41,16 @@ impl Backend for Postgres {
              ORDER BY a.xact_start LIMIT 5",
             [session.into()],
         )
+    }
+
+    fn lock_in_order(&self, first: TableLock, then: &[TableLock]) -> Vec<Statement> {
+        let lock = |lock: &TableLock, nowait: &str| {
+            let sql = format!("LOCK TABLE {} IN {} MODE{nowait}", lock.table, lock.mode);
+            Statement::from_string(DbBackend::Postgres, sql)
+        };
+        let mut statements = vec![lock(&first, "")];
+        statements.extend(then.iter().map(|l| lock(l, " NOWAIT")));
+        statements
     }
 
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sea_orm_migration::sea_orm::{DbBackend, Statement, sqlx};
 
-use super::{Backend, Contention};
+use super::{Backend, Contention, TableLock};
 
 pub struct Sqlite;
 
@@ -24,6 +24,10 @@ impl Backend for Sqlite {
 
     fn blockers(&self, _session: i64) -> Statement {
         Statement::from_string(DbBackend::Sqlite, "SELECT 0, '', 0.0, '' WHERE 0")
+    }
+
+    fn lock_in_order(&self, _first: TableLock, _then: &[TableLock]) -> Vec<Statement> {
+        vec![]
     }
 
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention> {

@@ -11,7 +11,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement, TransactionTrait};
 
-use crate::locks::with_lock_retries;
+use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{JOB_AGENT_ID_INDEX, job_agent_id_index};
 
 /// The join table's foreign keys: (name, column, parent table).
@@ -47,8 +47,7 @@ where
         _ => return Ok(()),
     }
     // Dropping a foreign key locks its parent table exclusively. Wait (boundedly) only for
-    // the busy parent, holding nothing yet; the quiet tables must be free at once, so this
-    // step never waits while holding a lock that someone else waits for.
+    // the busy parent; the quiet tables must be free at once.
     let what = "setting aside the join table's foreign keys (locks deployment and job_agent)";
     with_lock_retries(conn, what, Default::default(), |txn| {
         Box::pin(drop_keys(txn))
@@ -57,12 +56,11 @@ where
 }
 
 async fn drop_keys<C: ConnectionTrait>(txn: &C) -> Result<(), DbErr> {
-    txn.execute_unprepared("LOCK TABLE deployment IN ACCESS EXCLUSIVE MODE")
-        .await?;
-    txn.execute_unprepared(
-        "LOCK TABLE job_agent, deployment_job_agent IN ACCESS EXCLUSIVE MODE NOWAIT",
-    )
-    .await?;
+    let quiet = [
+        TableLock::access_exclusive("job_agent"),
+        TableLock::access_exclusive("deployment_job_agent"),
+    ];
+    lock_in_order(txn, TableLock::access_exclusive("deployment"), &quiet).await?;
     for (name, ..) in FOREIGN_KEYS {
         let sql = format!("ALTER TABLE deployment_job_agent DROP CONSTRAINT IF EXISTS {name}");
         txn.execute_unprepared(&sql).await?;
@@ -87,12 +85,13 @@ where
         }
         // Adding a key locks the parent against writes (not reads) for an instant.
         let what = format!("putting back the foreign key to {parent}");
-        let lock = format!("LOCK TABLE {parent} IN SHARE ROW EXCLUSIVE MODE");
         let add = format!(
             "ALTER TABLE deployment_job_agent ADD CONSTRAINT {name} FOREIGN KEY ({column}) \
              REFERENCES {parent} (id) ON DELETE CASCADE NOT VALID"
         );
-        run_locked(conn, &what, [lock, add]).await?;
+        let first = TableLock::share_row_exclusive(parent);
+        let links = [TableLock::share_row_exclusive("deployment_job_agent")];
+        run_locked(conn, &what, (first, &links), [add]).await?;
         crate::crash_point!("bulk load: constraint step");
         let orphans = format!(
             "DELETE FROM deployment_job_agent l \
@@ -102,16 +101,21 @@ where
         crate::crash_point!("bulk load: constraint step");
         // Validation takes no lock that blocks readers or writers of the parent.
         let validate = format!("ALTER TABLE deployment_job_agent VALIDATE CONSTRAINT {name}");
-        run_locked(conn, &what, [validate]).await?;
+        let first = TableLock {
+            table: "deployment_job_agent",
+            mode: "SHARE UPDATE EXCLUSIVE",
+        };
+        run_locked(conn, &what, (first, &[]), [validate]).await?;
         crate::crash_point!("bulk load: constraint step");
     }
     create_job_agent_id_index(conn).await
 }
 
-/// Runs fixed statements as one step under the lock timeout.
+/// Runs fixed statements as one step under the lock timeout, after taking `locks`.
 async fn run_locked<C, const N: usize>(
     conn: &C,
     what: &str,
+    locks: (TableLock, &[TableLock]),
     statements: [String; N],
 ) -> Result<(), DbErr>
 where
@@ -119,7 +123,9 @@ where
 {
     with_lock_retries(conn, what, Default::default(), |txn| {
         let statements = statements.clone();
+        let then = locks.1.to_vec();
         Box::pin(async move {
+            lock_in_order(txn, locks.0, &then).await?;
             for sql in statements {
                 txn.execute_unprepared(&sql).await?;
             }

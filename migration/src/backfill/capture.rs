@@ -14,7 +14,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, TransactionTrait};
 
 use crate::dialect::{column_type, read_id, select_id};
-use crate::locks::with_lock_retries;
+use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::BackfillPending;
 
 use super::ids::StoredId;
@@ -47,6 +47,7 @@ where
 
 /// [`install`] on a connection that already runs a locked step.
 pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    lock_in_order(conn, TableLock::access_exclusive("deployment"), &[]).await?;
     let id_type = column_type(conn, "deployment", "id").await?;
     let table = Table::create()
         .table(BackfillPending::Table)
@@ -67,6 +68,7 @@ pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
 
 /// [`remove`] on a connection that already runs a locked step.
 pub async fn remove_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    lock_in_order(conn, TableLock::access_exclusive("deployment"), &[]).await?;
     for sql in remove_triggers(conn.get_database_backend()) {
         conn.execute_unprepared(sql).await?;
     }
