@@ -43,6 +43,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod backends;
 pub mod backfill;
+pub mod data_guard;
 mod dialect;
 #[doc(hidden)]
 pub mod fault;
@@ -56,6 +57,7 @@ mod restore;
 mod runtime;
 pub mod settings;
 mod sqlite_rebuild;
+pub mod stop;
 mod tables;
 
 /// The migrations, in order.

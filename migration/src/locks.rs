@@ -50,7 +50,7 @@ where
     C: ConnectionTrait + TransactionTrait,
     F: for<'t> Fn(&'t C::Transaction) -> StepFuture<'t, T>,
 {
-    let settings = Settings::current().map_err(|e| DbErr::Custom(e.to_string()))?;
+    let settings = Settings::current()?;
     let db_backend = conn.get_database_backend();
     let started = Instant::now();
     let mut backoff = FIRST_BACKOFF;

@@ -31,7 +31,13 @@ struct Cli {
     database_schema: Option<String>,
 
     /// Database URL; a SQLite file in the current directory when not given.
-    #[arg(short = 'u', long, global = true, env = "DATABASE_URL")]
+    #[arg(
+        short = 'u',
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
 
     /// Longest wait for a lock on a table the application uses (readers queued behind the
@@ -53,11 +59,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Drop all tables from the database, then reapply all migrations.
-    Fresh,
+    Fresh(Destructive),
     /// Roll back all applied migrations, then reapply all migrations.
-    Refresh,
+    Refresh(Destructive),
     /// Roll back all applied migrations.
-    Reset,
+    Reset(Destructive),
     /// Show the status of all migrations.
     Status,
     /// Apply pending migrations.
@@ -78,6 +84,14 @@ enum Command {
         #[arg(short, long, default_value = "1")]
         num: u32,
     },
+}
+
+/// The commands that drop tables refuse when any table holds rows, unless told otherwise.
+#[derive(clap::Args)]
+struct Destructive {
+    /// Drop tables that hold rows (every table of the database for `fresh`).
+    #[arg(long)]
+    discard_data: bool,
 }
 
 #[tokio::main]
@@ -112,10 +126,12 @@ async fn main() -> ExitCode {
     if let Some(schema) = cli.database_schema {
         options.set_schema_search_path(schema);
     }
+    let password = password_of(options.get_url()).map(str::to_owned);
+    migration::stop::stop_on_signals();
     match run(options, cli.command.unwrap_or(Command::Up { num: None })).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", redact(&error, password.as_deref()));
             ExitCode::FAILURE
         }
     }
@@ -137,10 +153,21 @@ async fn run(options: ConnectOptions, command: Command) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
     }
+    let destructive = match &command {
+        Command::Fresh(d) => Some(("fresh", d.discard_data)),
+        Command::Refresh(d) => Some(("refresh", d.discard_data)),
+        Command::Reset(d) => Some(("reset", d.discard_data)),
+        _ => None,
+    };
+    if let Some((name, false)) = destructive {
+        migration::data_guard::refuse_if_data(&db, name)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let result = match command {
-        Command::Fresh => Migrator::fresh(&db).await,
-        Command::Refresh => Migrator::refresh(&db).await,
-        Command::Reset => Migrator::reset(&db).await,
+        Command::Fresh(_) => Migrator::fresh(&db).await,
+        Command::Refresh(_) => Migrator::refresh(&db).await,
+        Command::Reset(_) => Migrator::reset(&db).await,
         Command::Status => Migrator::status(&db).await,
         Command::Up { num } => Migrator::up(&db, num).await,
         Command::Down { num } => Migrator::down(&db, Some(num)).await,
@@ -157,6 +184,50 @@ async fn run(options: ConnectOptions, command: Command) -> Result<(), String> {
     result.map_err(|e| e.to_string())
 }
 
+/// The password in a database URL (`scheme://user:password@host/…`), if any.
+fn password_of(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?']).next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
+/// `message` with every spelling of `password` (as typed, and percent-decoded) masked.
+fn redact(message: &str, password: Option<&str>) -> String {
+    let Some(password) = password else {
+        return message.to_owned();
+    };
+    let decoded = percent_decode(password);
+    let mut redacted = message.replace(password, "***");
+    if !decoded.is_empty() {
+        redacted = redacted.replace(&decoded, "***");
+    }
+    redacted
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Info for this crate and the migrator (which migration runs, the backfill summary);
 /// `-v` or `RUST_LOG` for more.
 fn init_tracing(verbose: bool) {
@@ -171,4 +242,24 @@ fn init_tracing(verbose: bool) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{password_of, redact};
+
+    #[test]
+    fn passwords_are_found_and_masked_in_any_spelling() {
+        let url = "postgres://app:s%40cret@db.internal:5432/app?sslmode=require";
+        assert_eq!(password_of(url), Some("s%40cret"));
+        let message = format!("The connection string '{url}' cannot be parsed (s@cret)");
+        let masked = redact(&message, password_of(url));
+        assert!(
+            !masked.contains("s%40cret") && !masked.contains("s@cret"),
+            "{masked}"
+        );
+        assert_eq!(password_of("mysql://root@127.0.0.1:3306/x"), None);
+        assert_eq!(password_of("sqlite://./x.sqlite?mode=rwc"), None);
+        assert_eq!(password_of("not a url"), None);
+    }
 }

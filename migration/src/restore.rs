@@ -13,23 +13,26 @@ use crate::backfill::ids::StoredId;
 use crate::dialect::{json_value, read_id, select_id, select_json_text};
 use crate::tables::{Deployment, DeploymentJobAgent};
 
-const BATCH_SIZE: u64 = 2_000;
-
 /// Writes each deployment's links back into its `job_agents` column.
 pub async fn job_agents_from_links<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let backend = conn.get_database_backend();
+    let batch_size = crate::settings::Settings::current()?.batch_size;
     let mut cursor: Option<StoredId> = None;
     loop {
+        if crate::stop::requested() {
+            // Every legacy column is back; rebuilding `job_agents` is what `down` redoes.
+            return Err(crate::stop::stopped("rebuilding job_agents from the links"));
+        }
         let txn = conn.begin().await?;
         let mut query = Query::select();
         query
             .exprs(select_id(backend, Deployment::Table, Deployment::Id))
             .from(Deployment::Table)
             .order_by((Deployment::Table, Deployment::Id), Order::Asc)
-            .limit(BATCH_SIZE);
+            .limit(batch_size);
         if let Some(after) = &cursor {
             query.and_where(Expr::col((Deployment::Table, Deployment::Id)).gt(after.to_value()));
         }

@@ -60,6 +60,12 @@ pub struct SettingsError {
     problem: String,
 }
 
+impl From<SettingsError> for sea_orm_migration::DbErr {
+    fn from(error: SettingsError) -> Self {
+        sea_orm_migration::DbErr::Custom(error.to_string())
+    }
+}
+
 static INSTALLED: RwLock<Option<Settings>> = RwLock::new(None);
 
 impl Settings {

@@ -112,3 +112,126 @@ fn a_foreign_deployment_table_is_refused_and_nothing_changes() {
     assert_fails_with_one_line(&output, "`deployment` exists but is not the legacy shape");
     assert_eq!(schema(), before, "the database changed");
 }
+
+/// Runs fixed SQL on any database the test names by URL.
+fn exec_sql(url: &str, sql: &str) {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Database};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let db = Database::connect(url).await.unwrap();
+        db.execute_unprepared(sql).await.unwrap();
+    });
+}
+
+fn sqlite_count(url: &str, table: &str) -> i64 {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, Statement};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let db = Database::connect(url).await.unwrap();
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let statement = Statement::from_string(db.get_database_backend(), sql);
+        let row = db.query_one_raw(statement).await.unwrap().unwrap();
+        row.try_get_by_index(0).unwrap()
+    })
+}
+
+#[test]
+fn fresh_refresh_and_reset_refuse_to_drop_rows_unless_told() {
+    let dir = scratch_dir("cli_fresh_refused");
+    let url = format!("sqlite://{}/data.sqlite?mode=rwc", dir.display());
+    let up = migration(&dir, &["-u", &url, "up"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    exec_sql(
+        &url,
+        "INSERT INTO workspace (id, name) VALUES (X'00000000000000000000000000000077', 'prod'); \
+         CREATE TABLE audit_log (line TEXT); INSERT INTO audit_log VALUES ('a'), ('b');",
+    );
+    for command in ["fresh", "refresh", "reset"] {
+        let refused = migration(&dir, &["-u", &url, command]);
+        assert_fails_with_one_line(&refused, &format!("refusing to `{command}`"));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("audit_log (2 rows)") && stderr.contains("workspace (1 rows)"),
+            "{stderr}"
+        );
+        assert_eq!(sqlite_count(&url, "workspace"), 1, "{command} changed data");
+        assert_eq!(sqlite_count(&url, "audit_log"), 2, "{command} changed data");
+    }
+    let forced = migration(&dir, &["-u", &url, "fresh", "--discard-data"]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert_eq!(sqlite_count(&url, "workspace"), 0);
+}
+
+#[test]
+fn no_output_shows_a_password() {
+    let dir = scratch_dir("cli_no_password");
+    let secret = "pa55-w0rd-never-shown";
+    let show = |output: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+
+    // --help with the URL in the environment.
+    let help = Command::new(env!("CARGO_BIN_EXE_migration"))
+        .arg("--help")
+        .env(
+            "DATABASE_URL",
+            format!("postgres://app:{secret}@db.internal/app"),
+        )
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    assert!(!show(&help).contains(secret), "{}", show(&help));
+
+    // A URL that cannot be parsed, percent-encoded or not.
+    for url in [
+        format!("postgres://app:{secret}@db.internal:notaport/app"),
+        format!(
+            "postgres://app:{}@db.internal:notaport/app",
+            secret.replace('-', "%2D")
+        ),
+    ] {
+        let output = migration(&dir, &["-u", &url, "status"]);
+        assert_eq!(output.status.code(), Some(1), "{}", show(&output));
+        assert!(!show(&output).contains(secret), "{}", show(&output));
+        assert!(!show(&output).contains("%2D"), "{}", show(&output));
+    }
+
+    // A real run at the most verbose level (the local PostgreSQL trusts local connections,
+    // so any password is accepted and travels through the whole command).
+    let server =
+        std::env::var("TEST_POSTGRES_URL").unwrap_or("postgres://postgres@127.0.0.1:5432".into());
+    let database = "jat_cli_no_password";
+    let admin = format!("{server}/postgres");
+    exec_sql(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+    );
+    exec_sql(&admin, &format!("CREATE DATABASE {database}"));
+    let with_password = server.replacen("://postgres@", &format!("://postgres:{secret}@"), 1);
+    let output = Command::new(env!("CARGO_BIN_EXE_migration"))
+        .args(["-v", "-u", &format!("{with_password}/{database}"), "up"])
+        .current_dir(&dir)
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", show(&output));
+    assert!(!show(&output).contains(secret), "{}", show(&output));
+}

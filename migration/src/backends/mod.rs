@@ -119,6 +119,9 @@ pub trait Backend: Send + Sync {
     /// backend has no such statement, none: its DDL takes what it needs.
     fn lock_in_order(&self, first: TableLock, then: &[TableLock]) -> Vec<Statement>;
 
+    /// The names of the base tables of the current database or schema, one per row.
+    fn tables(&self) -> Statement;
+
     /// Whether `error` means a lost race for a lock.
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention>;
 }

@@ -60,6 +60,14 @@ impl Backend for MySql {
         vec![]
     }
 
+    fn tables(&self) -> Statement {
+        Statement::from_string(
+            DbBackend::MySql,
+            "SELECT TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
+        )
+    }
+
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention> {
         let error = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()?;
         match error.number() {

@@ -53,6 +53,14 @@ impl Backend for Postgres {
         statements
     }
 
+    fn tables(&self) -> Statement {
+        Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT CAST(tablename AS text) FROM pg_tables \
+             WHERE schemaname = current_schema() ORDER BY 1",
+        )
+    }
+
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention> {
         match error.code()?.as_ref() {
             // lock_not_available: lock_timeout or NOWAIT.

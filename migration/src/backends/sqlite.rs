@@ -30,6 +30,14 @@ impl Backend for Sqlite {
         vec![]
     }
 
+    fn tables(&self) -> Statement {
+        Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT name FROM sqlite_master \
+             WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY 1",
+        )
+    }
+
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention> {
         // The primary result code is the low byte: SQLITE_BUSY (5) and SQLITE_LOCKED (6),
         // whatever the extended code.

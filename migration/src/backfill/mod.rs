@@ -27,6 +27,7 @@ use sea_orm_migration::sea_orm::{
 
 use crate::locks::with_lock_retries;
 use crate::settings::Settings;
+use crate::stop;
 
 pub use preview::{Preview, preview};
 pub use rules::{LegacyColumn, RejectReason};
@@ -100,6 +101,15 @@ where
     let mut summary = BackfillSummary::default();
     let mut cursor = None;
     loop {
+        if stop::requested() {
+            progress.finish();
+            bulk_load::restore(conn).await?;
+            let done = summary.deployments;
+            return Err(stop::stopped(&format!(
+                "backfill: {done} deployments done; the join table's constraints are back, \
+                 writes to deployment are still captured"
+            )));
+        }
         let batch = with_lock_retries(conn, "backfill batch", write_transaction(), |txn| {
             let (agents, after) = (agents.clone(), cursor.clone());
             Box::pin(async move {
@@ -149,9 +159,7 @@ fn write_transaction() -> TransactionOptions {
 }
 
 fn batch_size() -> Result<u64, DbErr> {
-    Settings::current()
-        .map(|settings| settings.batch_size)
-        .map_err(|e| DbErr::Custom(e.to_string()))
+    Ok(Settings::current()?.batch_size)
 }
 
 /// Fewer pending deployments than this are left to the locked [`catch_up`].
@@ -176,6 +184,11 @@ where
     // number of batches and leave the rest to the locked catch-up.
     let most_batches = capture::count_pending(conn).await? / batch_size + 10;
     for _ in 0..most_batches {
+        if stop::requested() {
+            let done = summary.deployments;
+            let where_ = format!("catch-up: {done} deployments done, the rest still pending");
+            return Err(stop::stopped(&where_));
+        }
         let drained = with_lock_retries(conn, "catch-up batch", write_transaction(), |txn| {
             let agents = agents.clone();
             Box::pin(async move {
