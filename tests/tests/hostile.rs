@@ -12,8 +12,68 @@ use uuid::Uuid;
 
 on_every_backend!(
     values_never_reach_the_sql_text,
-    service_stores_hostile_values_verbatim
+    service_stores_hostile_values_verbatim,
+    a_nul_character_in_legacy_json_is_a_reject_not_a_failure
 );
+
+/// Legacy JSON may hold `\u0000` (a PostgreSQL `json` column, MariaDB and SQLite text), which
+/// PostgreSQL's `jsonb` cannot store. Such a config is `invalid_config`, recorded as its text;
+/// the deployment's other entries still link, `preview` predicts it, and nothing is left
+/// set aside.
+async fn a_nul_character_in_legacy_json_is_a_reject_not_a_failure(db: TestDb) {
+    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    if db.backend == tests::Backend::Postgres {
+        // As an old application declared it: `json`, which keeps the text as written.
+        db.exec(
+            "ALTER TABLE deployment ALTER COLUMN job_agents TYPE json USING job_agents::json, \
+             ALTER COLUMN job_agent_config TYPE json USING job_agent_config::json",
+            vec![],
+        )
+        .await;
+    }
+    let (ws, good, bad) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+    legacy.workspace(ws).await;
+    legacy.agent(good, Some(ws)).await;
+    legacy.agent(bad, Some(ws)).await;
+    let element = format!(r#"{{"ref": "{bad}", "config": {{"k": "a\u0000b"}}}}"#);
+    let entries = format!(r#"[{{"ref": "{good}", "config": {{"ok": 1}}}}, {element}]"#);
+    let json = match db.backend {
+        tests::Backend::Postgres => "CAST($3 AS json)",
+        _ => "$3",
+    };
+    let deployment = Uuid::from_u128(4);
+    let sql = format!(
+        "INSERT INTO deployment (id, name, job_agent_config, workspace_id, job_agents) \
+         VALUES ($1, 'nul', '{{}}', $2, {json})"
+    );
+    db.exec(
+        &sql,
+        vec![legacy.id(deployment), legacy.id(ws), entries.into()],
+    )
+    .await;
+
+    let preview = migration::backfill::preview(&db.conn)
+        .await
+        .expect("preview");
+    assert_eq!((preview.links, preview.rejects.len()), (1, 1));
+    Migrator::up(&db.conn, None).await.expect("up");
+    assert_eq!(
+        read::links(&db).await,
+        vec![(deployment, good, json!({"ok": 1}))]
+    );
+    let rejects = read::rejects(&db).await;
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    let (_, column, index, reason, entry) = &rejects[0];
+    assert_eq!(
+        (column.as_str(), *index, reason.as_str()),
+        ("job_agents", Some(1), "invalid_config")
+    );
+    let text = entry.as_str().expect("recorded as its text");
+    assert_eq!(
+        serde_json::from_str::<Json>(text).unwrap()["config"]["k"],
+        "a\u{0}b"
+    );
+}
 
 /// In every value written below; found in no statement's SQL text.
 const CANARY: &str = "c4n4ry'; DROP TABLE deployment; --\"";

@@ -92,10 +92,26 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let started = Instant::now();
-    let batch_size = batch_size()?;
     let agents = Arc::new(AgentDirectory::load(conn).await?);
     bulk_load::set_aside(conn).await?;
     crate::crash_point!("backfill: constraints set aside");
+    // However the load ends (its last batch, a stop request, an error), the join table gets
+    // its constraints back before the step returns.
+    let loaded = load(conn, agents).await;
+    let restored = bulk_load::restore(conn).await;
+    let summary = loaded?;
+    restored?;
+    bulk_load::refresh_statistics(conn).await?;
+    summary.log("backfill", started);
+    Ok(summary)
+}
+
+/// Every batch, in id order, from the first one not committed yet.
+async fn load<C>(conn: &C, agents: Arc<AgentDirectory>) -> Result<BackfillSummary, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let batch_size = batch_size()?;
     let earlier = store::Earlier::find(conn).await?;
     let mut progress = progress::Progress::start(store::count_deployments(conn).await?);
     let mut summary = BackfillSummary::default();
@@ -103,7 +119,6 @@ where
     loop {
         if stop::requested() {
             progress.finish();
-            bulk_load::restore(conn).await?;
             let done = summary.deployments;
             return Err(stop::stopped(&format!(
                 "backfill: {done} deployments done; the join table's constraints are back, \
@@ -135,9 +150,6 @@ where
         );
     }
     progress.finish();
-    bulk_load::restore(conn).await?;
-    bulk_load::refresh_statistics(conn).await?;
-    summary.log("backfill", started);
     Ok(summary)
 }
 

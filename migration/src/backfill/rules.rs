@@ -182,6 +182,9 @@ pub fn plan_deployment<'f>(
             check_orphan_config(deployment.job_agent_config, &mut plan);
         }
     }
+    for reject in &mut plan.rejects {
+        reject.entry = storable(std::mem::take(&mut reject.entry));
+    }
     plan
 }
 
@@ -318,7 +321,7 @@ fn check_agent_and_config<'f>(
     let config = match config {
         None => "{}".to_owned(),
         Some(value) if is_null(value) => "{}".to_owned(),
-        Some(value) if is_object(value) => value.get().to_owned(),
+        Some(value) if is_object(value) && !holds_nul(value.get()) => value.get().to_owned(),
         Some(_) => return Err(RejectReason::InvalidConfig),
     };
     Ok((agent_id, config))
@@ -406,6 +409,33 @@ fn json_or_string(text: &str) -> String {
     match parse_json(text) {
         Ok(value) => value.get().to_owned(),
         Err(()) => serde_json::to_string(text).expect("a string serialises"),
+    }
+}
+
+/// Whether JSON text holds a NUL character (only writable as `\u0000`). PostgreSQL's
+/// `jsonb` cannot store one, so no backend stores such a value as JSON: a config holding
+/// one is `invalid_config`, and a reject entry holding one is recorded as its text.
+fn holds_nul(json: &str) -> bool {
+    fn any_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(any_nul),
+            serde_json::Value::Object(object) => {
+                (object.iter()).any(|(key, value)| key.contains('\0') || any_nul(value))
+            }
+            _ => false,
+        }
+    }
+    json.contains("\\u0000")
+        && serde_json::from_str::<serde_json::Value>(json).is_ok_and(|v| any_nul(&v))
+}
+
+/// A reject entry every backend can store: the JSON itself, or a JSON string holding its
+/// text when it holds a NUL character.
+fn storable(entry: String) -> String {
+    match holds_nul(&entry) {
+        true => serde_json::to_string(&entry).expect("a string serialises"),
+        false => entry,
     }
 }
 

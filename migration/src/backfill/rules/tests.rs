@@ -358,3 +358,70 @@ fn every_reject_entry_is_valid_json() {
         );
     }
 }
+
+/// What the database would hold for a reject entry: its JSON parsed back.
+fn stored(entry: &str) -> serde_json::Value {
+    serde_json::from_str(entry).expect("reject entries are JSON")
+}
+
+/// Whether a parsed value holds a NUL character anywhere (a key or a string).
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+#[test]
+fn a_config_holding_a_nul_character_is_invalid_config_recorded_as_text() {
+    let element = format!(r#"{{"ref":"{AGENT}","config":{{"k":"a\u0000b"}}}}"#);
+    let plan = plan_with(in_workspace(&format!("[{element}]")));
+    assert!(plan.links.is_empty());
+    assert_eq!(reasons(&plan), vec![(Some(0), RejectReason::InvalidConfig)]);
+    let entry = stored(&plan.rejects[0].entry);
+    assert_eq!(entry, serde_json::Value::String(element));
+    assert!(!has_nul(&entry), "a NUL would not fit PostgreSQL's jsonb");
+}
+
+#[test]
+fn an_escaped_backslash_before_u0000_is_plain_text_and_links() {
+    let config = r#"{"path":"C:\\u0000"}"#;
+    let plan = plan_with(in_workspace(&format!(
+        r#"[{{"ref":"{AGENT}","config":{config}}}]"#
+    )));
+    assert_eq!(plan.links, vec![link(AGENT, config)]);
+    assert!(plan.rejects.is_empty());
+}
+
+#[test]
+fn every_reject_entry_holding_a_nul_character_is_recorded_as_its_text() {
+    // Shadowed entries, a non-array value, extra keys and the job_agent_id pair.
+    let nul_key = r#"{"\u0000":1}"#;
+    let shadowing = LegacyDeployment {
+        workspace_id: Some(key(WORKSPACE)),
+        job_agent_id: Some(key(AGENT)),
+        job_agent_config: Some(r#"{"x":"\u0000"}"#),
+        job_agents: Some(r#"["\u0000", {"ref":"\u0000"}]"#),
+    };
+    let extra = format!(r#"[{{"ref":"{AGENT}","note":"\u0000"}}]"#);
+    for plan in [
+        plan_with(shadowing),
+        plan_with(in_workspace(nul_key)),
+        plan_with(in_workspace(&extra)),
+    ] {
+        assert!(!plan.rejects.is_empty());
+        for reject in &plan.rejects {
+            assert!(!has_nul(&stored(&reject.entry)), "{reject:?}");
+        }
+    }
+    let single = plan_with(LegacyDeployment {
+        workspace_id: Some(key(WORKSPACE)),
+        job_agent_id: Some(key(AGENT)),
+        job_agent_config: Some(r#"{"x":"\u0000"}"#),
+        job_agents: None,
+    });
+    assert!(single.links.is_empty());
+    assert_eq!(reasons(&single), vec![(None, RejectReason::InvalidConfig)]);
+}
