@@ -144,12 +144,22 @@ async fn run(options: ConnectOptions, command: Command) -> Result<(), String> {
     // Before the migrator writes its own bookkeeping table: refuse a foreign `deployment`
     // without changing anything.
     let manager = SchemaManager::new(&db);
-    if !manager
+    let first_run = !manager
         .has_table("seaql_migrations")
         .await
-        .map_err(|e| e.to_string())?
-    {
+        .map_err(|e| e.to_string())?;
+    if first_run {
         migration::legacy_shape::check(&manager)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // A role that lacks a privilege hears about all of them before anything changes.
+    let pending_work = first_run
+        || !(Migrator::get_pending_migrations(&db).await)
+            .map_err(|e| e.to_string())?
+            .is_empty();
+    if matches!(command, Command::Up { .. }) && pending_work {
+        migration::privileges::require(&db)
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -172,13 +182,23 @@ async fn run(options: ConnectOptions, command: Command) -> Result<(), String> {
         Command::Up { num } => Migrator::up(&db, num).await,
         Command::Down { num } => Migrator::down(&db, Some(num)).await,
         Command::Preview { json } => {
-            let preview = migration::backfill::preview(&db).await;
-            return preview
-                .map_err(|e| e.to_string())
-                .map(|preview| match json {
-                    true => println!("{}", serde_json::to_string_pretty(&preview).expect("JSON")),
-                    false => print!("{}", preview.to_text()),
-                });
+            let preview = migration::backfill::preview(&db)
+                .await
+                .map_err(|e| e.to_string())?;
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&preview).expect("JSON")),
+                false => print!("{}", preview.to_text()),
+            }
+            let missing = migration::privileges::missing(&db)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !missing.is_empty() {
+                eprintln!(
+                    "warning: `up` would be refused: the database role lacks: {}",
+                    missing.join("; ")
+                );
+            }
+            return Ok(());
         }
     };
     result.map_err(|e| e.to_string())

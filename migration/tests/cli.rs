@@ -235,3 +235,92 @@ fn no_output_shows_a_password() {
     assert!(output.status.success(), "{}", show(&output));
     assert!(!show(&output).contains(secret), "{}", show(&output));
 }
+
+fn scalar(url: &str, sql: &str) -> i64 {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, Statement};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let db = Database::connect(url).await.unwrap();
+        let statement = Statement::from_string(db.get_database_backend(), sql.to_owned());
+        let row = db.query_one_raw(statement).await.unwrap().unwrap();
+        row.try_get_by_index(0).unwrap()
+    })
+}
+
+/// A legacy database and a role with row privileges only; `up` as that role must name every
+/// missing privilege in one line and create nothing, not even the migrator's own table.
+#[test]
+fn a_role_without_the_privileges_hears_of_all_of_them_before_anything_changes() {
+    let dir = scratch_dir("cli_weak_role");
+    let legacy = "CREATE TABLE workspace (id CHAR(36) PRIMARY KEY, name TEXT); \
+                  CREATE TABLE job_agent (id CHAR(36) PRIMARY KEY, workspace_id CHAR(36), \
+                    name TEXT); \
+                  CREATE TABLE deployment (id CHAR(36) PRIMARY KEY, name TEXT NOT NULL, \
+                    job_agent_id CHAR(36), job_agent_config TEXT NOT NULL, \
+                    resource_selector TEXT, workspace_id CHAR(36), job_agents TEXT NOT NULL)";
+    let role = "jat_cli_weak_role";
+
+    let postgres =
+        std::env::var("TEST_POSTGRES_URL").unwrap_or("postgres://postgres@127.0.0.1:5432".into());
+    let admin = format!("{postgres}/postgres");
+    exec_sql(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS {role} WITH (FORCE)"),
+    );
+    exec_sql(&admin, &format!("CREATE DATABASE {role}"));
+    let owner = format!("{postgres}/{role}");
+    exec_sql(&owner, legacy);
+    exec_sql(
+        &owner,
+        &format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        ),
+    );
+    let weak = owner.replacen("://postgres@", &format!("://{role}@"), 1);
+    let refused = migration(&dir, &["-u", &weak, "up"]);
+    assert_fails_with_one_line(&refused, "lacks: owner of table deployment");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("CREATE on schema public"), "{stderr}");
+    let tables = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'";
+    assert_eq!(scalar(&owner, tables), 3, "nothing may be created");
+
+    let mariadb = std::env::var("TEST_MARIADB_URL").unwrap_or("mysql://root@127.0.0.1:3306".into());
+    exec_sql(&mariadb, &format!("DROP DATABASE IF EXISTS {role}"));
+    exec_sql(&mariadb, &format!("CREATE DATABASE {role}"));
+    let owner = format!("{mariadb}/{role}");
+    exec_sql(&owner, legacy);
+    for host in ["%", "localhost"] {
+        exec_sql(&owner, &format!("DROP USER IF EXISTS '{role}'@'{host}'"));
+        exec_sql(&owner, &format!("CREATE USER '{role}'@'{host}'"));
+        exec_sql(
+            &owner,
+            &format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {role}.* TO '{role}'@'{host}'"),
+        );
+    }
+    let weak = owner.replacen("://root@", &format!("://{role}@"), 1);
+    let refused = migration(&dir, &["-u", &weak, "up"]);
+    assert_fails_with_one_line(&refused, "lacks: ");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    for privilege in [
+        "ALTER",
+        "CREATE",
+        "DROP",
+        "INDEX",
+        "REFERENCES",
+        "TRIGGER",
+        "LOCK TABLES",
+    ] {
+        assert!(
+            stderr.contains(&format!("{privilege} on database {role}")),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("SELECT on"), "{stderr}");
+    let tables =
+        format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{role}'");
+    assert_eq!(scalar(&owner, &tables), 3, "nothing may be created");
+}

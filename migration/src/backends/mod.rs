@@ -119,6 +119,10 @@ pub trait Backend: Send + Sync {
     /// backend has no such statement, none: its DDL takes what it needs.
     fn lock_in_order(&self, first: TableLock, then: &[TableLock]) -> Vec<Statement>;
 
+    /// What the connected role lacks of what the migrations need, one description per row;
+    /// no rows when nothing is missing (or the backend has no privileges, like SQLite).
+    fn missing_privileges(&self) -> Statement;
+
     /// The names of the base tables of the current database or schema, one per row.
     fn tables(&self) -> Statement;
 

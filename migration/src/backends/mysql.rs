@@ -60,6 +60,32 @@ impl Backend for MySql {
         vec![]
     }
 
+    /// Each privilege the migrations use on the current database, granted to the user or its
+    /// current role, globally, on the database, or on `deployment` itself.
+    fn missing_privileges(&self) -> Statement {
+        Statement::from_string(
+            DbBackend::MySql,
+            "SELECT CONCAT(needed.p, ' on database ', DATABASE()) FROM ( \
+               SELECT 'SELECT' AS p UNION ALL SELECT 'INSERT' UNION ALL SELECT 'UPDATE' \
+               UNION ALL SELECT 'DELETE' UNION ALL SELECT 'CREATE' UNION ALL SELECT 'DROP' \
+               UNION ALL SELECT 'ALTER' UNION ALL SELECT 'INDEX' UNION ALL SELECT 'REFERENCES' \
+               UNION ALL SELECT 'TRIGGER' UNION ALL SELECT 'LOCK TABLES') AS needed, \
+               (SELECT CONCAT(CHAR(39), SUBSTRING_INDEX(CURRENT_USER(), '@', 1), CHAR(39), \
+                  '@', CHAR(39), SUBSTRING_INDEX(CURRENT_USER(), '@', -1), CHAR(39)) \
+                AS grantee, \
+                CONCAT(CHAR(39), CURRENT_ROLE(), CHAR(39), '@', CHAR(39), CHAR(39)) AS role) AS me \
+             WHERE NOT EXISTS (SELECT 1 FROM information_schema.USER_PRIVILEGES u \
+                 WHERE u.GRANTEE IN (me.grantee, me.role) AND u.PRIVILEGE_TYPE = needed.p) \
+               AND NOT EXISTS (SELECT 1 FROM information_schema.SCHEMA_PRIVILEGES d \
+                 WHERE d.GRANTEE IN (me.grantee, me.role) AND d.TABLE_SCHEMA = DATABASE() \
+                   AND d.PRIVILEGE_TYPE = needed.p) \
+               AND NOT EXISTS (SELECT 1 FROM information_schema.TABLE_PRIVILEGES t \
+                 WHERE t.GRANTEE IN (me.grantee, me.role) AND t.TABLE_SCHEMA = DATABASE() \
+                   AND t.TABLE_NAME = 'deployment' AND t.PRIVILEGE_TYPE = needed.p) \
+             ORDER BY 1",
+        )
+    }
+
     fn tables(&self) -> Statement {
         Statement::from_string(
             DbBackend::MySql,

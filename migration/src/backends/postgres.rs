@@ -53,6 +53,27 @@ impl Backend for Postgres {
         statements
     }
 
+    /// Ownership of `deployment` (its triggers and columns change), the right to create in
+    /// the schema, and on `job_agent` what a foreign key to it and a lock on it take.
+    fn missing_privileges(&self) -> Statement {
+        Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT needed FROM (VALUES \
+               ('owner of table deployment (its triggers and columns change)', \
+                pg_has_role((SELECT relowner FROM pg_class \
+                             WHERE oid = to_regclass('deployment')), 'USAGE')), \
+               ('CREATE on schema ' || current_schema(), \
+                has_schema_privilege(current_schema(), 'CREATE')), \
+               ('SELECT on table job_agent', \
+                has_table_privilege(to_regclass('job_agent'), 'SELECT')), \
+               ('REFERENCES on table job_agent (for the join table foreign key)', \
+                has_table_privilege(to_regclass('job_agent'), 'REFERENCES')), \
+               ('UPDATE on table job_agent (to lock it while its keys change)', \
+                has_table_privilege(to_regclass('job_agent'), 'UPDATE')) \
+             ) AS privilege(needed, granted) WHERE NOT granted",
+        )
+    }
+
     fn tables(&self) -> Statement {
         Statement::from_string(
             DbBackend::Postgres,

@@ -30,6 +30,10 @@ impl Backend for Sqlite {
         vec![]
     }
 
+    fn missing_privileges(&self) -> Statement {
+        Statement::from_string(DbBackend::Sqlite, "SELECT '' WHERE 0")
+    }
+
     fn tables(&self) -> Statement {
         Statement::from_string(
             DbBackend::Sqlite,
