@@ -120,7 +120,7 @@ pub async fn column_type<C: ConnectionTrait>(
 }
 
 /// A type as information schemas print them: words, digits, parentheses, commas.
-fn is_plain_type_name(declared: &str) -> bool {
+pub(crate) fn is_plain_type_name(declared: &str) -> bool {
     declared
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '_' | '(' | ')' | ','))

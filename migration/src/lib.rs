@@ -47,6 +47,7 @@ pub mod data_guard;
 mod dialect;
 #[doc(hidden)]
 pub mod fault;
+pub mod legacy_columns;
 pub mod legacy_shape;
 mod locks;
 mod m20261125_000001_create_legacy_baseline;
@@ -54,7 +55,7 @@ mod m20261125_000002_create_deployment_job_agent;
 mod m20261125_000003_backfill_deployment_job_agent;
 mod m20261125_000004_drop_legacy_job_agent_columns;
 pub mod privileges;
-mod restore;
+mod refill;
 mod runtime;
 pub mod settings;
 mod sqlite_rebuild;

@@ -1,23 +1,23 @@
 //! Drops `job_agents`, `job_agent_id` and `job_agent_config` from `deployment`.
 //!
 //! Writers are kept out while the last legacy writes are caught up and the columns go, so
-//! nothing written to them is lost: PostgreSQL locks `deployment` against writes for the
-//! migration's transaction; MariaDB holds `LOCK TABLES` (its DDL commits as it goes, so each
-//! step checks what is already done); SQLite does it in one write transaction while it
-//! rebuilds the table (see [`crate::sqlite_rebuild`]), keeping every link. `down` adds the
-//! columns back and refills `job_agents` from the links.
+//! nothing written to them is lost: PostgreSQL locks `deployment` for the step's short
+//! transaction; MariaDB holds `LOCK TABLES` (its DDL commits as it goes, so each step checks
+//! what is already done); SQLite does it in one write transaction while it rebuilds the table
+//! (see [`crate::sqlite_rebuild`]), keeping every link. Just before, the columns' declarations
+//! are recorded ([`crate::legacy_columns`]), and `down` gives back exactly those, filled from
+//! the links in batches.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement};
 
+use crate::backends::{self, sqlite::column_definition};
 use crate::backfill::{capture, catch_up, drain_pending};
-use crate::dialect::column_type;
+use crate::legacy_columns::{self, LegacyColumnDef};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
-use crate::restore::job_agents_from_links;
+use crate::refill::{job_agents_from_links, job_agents_from_links_in};
 use crate::sqlite_rebuild;
-use crate::tables::{Deployment, JobAgent};
-
-const LEGACY_COLUMNS: [&str; 3] = ["job_agents", "job_agent_id", "job_agent_config"];
+use crate::tables::{Deployment, LEGACY_COLUMNS};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -34,7 +34,10 @@ impl MigrationTrait for Migration {
         }
         match manager.get_database_backend() {
             DbBackend::Sqlite => {
-                let first = async |txn: &_| finish_backfill(&SchemaManager::new(txn)).await;
+                let first = async |txn: &_| {
+                    legacy_columns::record(txn).await?;
+                    finish_backfill(&SchemaManager::new(txn)).await
+                };
                 sqlite_rebuild::drop_columns(conn, "deployment", &LEGACY_COLUMNS, first).await
             }
             DbBackend::Postgres => {
@@ -45,6 +48,8 @@ impl MigrationTrait for Migration {
                 .await
             }
             _ => {
+                // Before the foreign key goes; kept if a failed run recorded it already.
+                legacy_columns::record(conn).await?;
                 let what = "dropping the legacy columns (LOCK TABLES deployment)";
                 with_lock_retries(conn, what, Default::default(), |txn| {
                     Box::pin(drop_under_mysql_lock(txn))
@@ -54,30 +59,40 @@ impl MigrationTrait for Migration {
         }
     }
 
+    /// Gives the columns back as they were declared, without blocking the application for
+    /// longer than a lock timeout: back nullable and unconstrained with the capture (an
+    /// instant), filled from the links in batches, then constrained step by step. SQLite,
+    /// which cannot alter a column, does it all in one rebuild.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let conn = manager.get_connection();
-        if manager.get_database_backend() == DbBackend::Postgres {
-            // One transaction: the legacy application never sees the columns half filled,
-            // and a write it makes once they are back is captured.
-            let what = "restoring the legacy columns (locks deployment: reads and writes wait)";
-            return with_lock_retries(conn, what, Default::default(), |txn| {
-                Box::pin(restore_under_postgres_lock(txn))
-            })
-            .await;
+        let columns = legacy_columns::recorded(manager).await?;
+        if manager.get_database_backend() == DbBackend::Sqlite {
+            let redefined: Vec<(String, String)> = (columns.iter())
+                .map(|c| (c.name.clone(), column_definition(c)))
+                .collect();
+            let first = async |txn: &_| {
+                add_columns_back(txn, &columns).await?;
+                job_agents_from_links_in(txn).await
+            };
+            let last = async |txn: &_| capture::install_in(txn).await;
+            sqlite_rebuild::redefine_columns(conn, "deployment", &redefined, first, last).await?;
+            return legacy_columns::forget(conn).await;
         }
-        // MariaDB commits each DDL statement and SQLite's pool is one connection: one
-        // locking step per statement, each safe to run again.
-        for alter in add_legacy_columns(manager).await? {
-            let what = "adding a legacy column back to deployment";
-            with_lock_retries(conn, what, Default::default(), |txn| {
-                let alter = alter.clone();
-                Box::pin(async move { txn.execute(&alter).await.map(|_| ()) })
+        let what = "adding the legacy columns back (locks deployment for an instant)";
+        with_lock_retries(conn, what, Default::default(), |txn| {
+            let columns = columns.clone();
+            Box::pin(async move {
+                let then = [TableLock::share_row_exclusive("job_agent")];
+                lock_in_order(txn, TableLock::access_exclusive("deployment"), &then).await?;
+                add_columns_back(txn, &columns).await?;
+                // The legacy columns are live again: capture writes until the next `up`.
+                capture::install_in(txn).await
             })
-            .await?;
-        }
+        })
+        .await?;
         job_agents_from_links(conn).await?;
-        // The legacy columns are live again: capture writes until the next `up`.
-        capture::install(conn).await
+        restore_constraints(conn, &columns).await?;
+        legacy_columns::forget(conn).await
     }
 
     /// Each locking step runs in a transaction of its own, so a lock timeout rolls back only
@@ -94,76 +109,62 @@ const PENDING: &str = "deployment_job_agent_backfill_pending";
 /// everything else the step touches at once or not at all (`NOWAIT`): the step never waits
 /// while holding a lock, so no session can deadlock with it.
 async fn drop_under_postgres_lock(txn: &DatabaseTransaction) -> Result<(), DbErr> {
-    lock_deployment_first(txn, TableLock::exclusive(JOIN_TABLE)).await?;
+    let then = [
+        TableLock::exclusive("deployment_job_agent"),
+        TableLock::access_exclusive("job_agent"),
+    ];
+    lock_in_order(txn, TableLock::access_exclusive("deployment"), &then).await?;
     crate::crash_point!("drop: deployment locked");
+    legacy_columns::record(txn).await?;
     let manager = SchemaManager::new(txn);
     finish_backfill(&manager).await?;
     crate::crash_point!("drop: caught up");
     drop_legacy_columns(&manager).await
 }
 
-async fn restore_under_postgres_lock(txn: &DatabaseTransaction) -> Result<(), DbErr> {
-    lock_deployment_first(txn, TableLock::exclusive(JOIN_TABLE)).await?;
+/// Adds back, nullable and unconstrained, each legacy column that is missing.
+async fn add_columns_back(
+    txn: &DatabaseTransaction,
+    columns: &[LegacyColumnDef],
+) -> Result<(), DbErr> {
     let manager = SchemaManager::new(txn);
-    for alter in add_legacy_columns(&manager).await? {
-        txn.execute(&alter).await?;
-    }
-    job_agents_from_links(txn).await?;
-    capture::install_in(txn).await
-}
-
-const JOIN_TABLE: &str = "deployment_job_agent";
-
-/// `deployment` exclusively (bounded wait), then `links` and `job_agent` (whose foreign key
-/// from `deployment.job_agent_id`, if any, the step drops or adds) without waiting.
-async fn lock_deployment_first(txn: &DatabaseTransaction, links: TableLock) -> Result<(), DbErr> {
-    let then = [links, TableLock::access_exclusive("job_agent")];
-    lock_in_order(txn, TableLock::access_exclusive("deployment"), &then).await
-}
-
-/// The `ALTER TABLE`s that give `deployment` back the legacy columns it lacks.
-async fn add_legacy_columns(
-    manager: &SchemaManager<'_>,
-) -> Result<Vec<TableAlterStatement>, DbErr> {
-    let backend = manager.get_database_backend();
-    let mut alters = vec![];
-    if !manager.has_column("deployment", "job_agent_id").await? {
-        let id_type = column_type(manager.get_connection(), "job_agent", "id").await?;
-        let mut column =
-            ColumnDef::new_with_type(Deployment::JobAgentId, ColumnType::custom(id_type));
-        column.null();
-        let mut alter = Table::alter();
-        alter.table(Deployment::Table);
-        if backend == DbBackend::Sqlite {
-            // SQLite adds a foreign key only inline with the column.
-            column.extra("REFERENCES \"job_agent\" (\"id\")");
-        } else {
-            alter.add_foreign_key(
-                TableForeignKey::new()
-                    .name("fk_deployment_job_agent_id")
-                    .from_tbl(Deployment::Table)
-                    .from_col(Deployment::JobAgentId)
-                    .to_tbl(JobAgent::Table)
-                    .to_col(JobAgent::Id),
-            );
+    let backend = backends::of(manager.get_database_backend());
+    for column in columns {
+        if manager.has_column("deployment", &column.name).await? {
+            continue;
         }
-        alters.push(alter.add_column(column).to_owned());
-    }
-    for (column, default) in [
-        (Deployment::JobAgentConfig, "{}"),
-        (Deployment::JobAgents, "[]"),
-    ] {
-        if !manager.has_column("deployment", column.to_string()).await? {
-            let mut def = ColumnDef::new(column);
-            def.json_binary().not_null().default(default);
-            let alter = Table::alter()
-                .table(Deployment::Table)
-                .add_column(def)
-                .to_owned();
-            alters.push(alter);
+        for sql in backend.add_legacy_column(column) {
+            txn.execute_unprepared(&sql).await?;
         }
     }
-    Ok(alters)
+    Ok(())
+}
+
+/// Defaults, `NOT NULL` and checked foreign keys, one short locking step each.
+async fn restore_constraints<C>(conn: &C, columns: &[LegacyColumnDef]) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + sea_orm_migration::sea_orm::TransactionTrait,
+{
+    let backend = backends::of(conn.get_database_backend());
+    for column in columns {
+        for step in backend.restore_constraints(column) {
+            let what = format!("restoring the declaration of deployment.{}", column.name);
+            with_lock_retries(conn, &what, Default::default(), |txn| {
+                let step = step.clone();
+                Box::pin(async move {
+                    if let Some(lock) = step.lock {
+                        lock_in_order(txn, lock, &[]).await?;
+                    }
+                    for sql in &step.statements {
+                        txn.execute_unprepared(sql).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies the writes captured since the backfill, then stops capturing. Without the

@@ -31,22 +31,84 @@ where
     if !columns.iter().any(|c| dropped.contains(&c.name.as_str())) {
         return Ok(());
     }
-    conn.execute_unprepared("PRAGMA foreign_keys = OFF").await?;
-    let rebuilt = rebuild(conn, table, &columns, dropped, first).await;
-    let restored = conn.execute_unprepared("PRAGMA foreign_keys = ON").await;
-    rebuilt.and(restored.map(|_| ()))
+    let last = async |_: &C::Transaction| Ok(());
+    without_foreign_keys(
+        conn,
+        rebuild(conn, table, Change::Drop(dropped), first, last),
+    )
+    .await
 }
 
-async fn rebuild<C, F>(
+/// Rebuilds `table` with `redefined` columns declared anew (name, whole declaration),
+/// keeping everything else. Inside the rebuild's write transaction, `first` runs before the
+/// table is read and copied (it may add the columns and fill them), `last` once the new table
+/// has its name (triggers of the old one are gone with it).
+pub async fn redefine_columns<C, F, L>(
     conn: &C,
     table: &str,
-    columns: &[TableColumn],
-    dropped: &[&str],
+    redefined: &[(String, String)],
     first: F,
+    last: L,
 ) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
     F: AsyncFnOnce(&C::Transaction) -> Result<(), DbErr>,
+    L: AsyncFnOnce(&C::Transaction) -> Result<(), DbErr>,
+{
+    let change = Change::Redefine(redefined);
+    without_foreign_keys(conn, rebuild(conn, table, change, first, last)).await
+}
+
+/// What a rebuild changes.
+enum Change<'a> {
+    Drop(&'a [&'a str]),
+    Redefine(&'a [(String, String)]),
+}
+
+impl Change<'_> {
+    fn drops(&self, column: &str) -> bool {
+        matches!(self, Change::Drop(dropped) if dropped.contains(&column))
+    }
+
+    fn definition(&self, column: &TableColumn) -> String {
+        match self {
+            Change::Redefine(redefined) => (redefined.iter())
+                .find(|(name, _)| *name == column.name)
+                .map_or_else(|| column.definition(), |(_, definition)| definition.clone()),
+            Change::Drop(_) => column.definition(),
+        }
+    }
+
+    fn dropped(&self) -> &[&str] {
+        match self {
+            Change::Drop(dropped) => dropped,
+            Change::Redefine(_) => &[],
+        }
+    }
+}
+
+/// Runs `rebuild` with foreign keys off on this connection, and always turns them back on.
+async fn without_foreign_keys<C: ConnectionTrait>(
+    conn: &C,
+    rebuild: impl std::future::Future<Output = Result<(), DbErr>>,
+) -> Result<(), DbErr> {
+    conn.execute_unprepared("PRAGMA foreign_keys = OFF").await?;
+    let rebuilt = rebuild.await;
+    let restored = conn.execute_unprepared("PRAGMA foreign_keys = ON").await;
+    rebuilt.and(restored.map(|_| ()))
+}
+
+async fn rebuild<C, F, L>(
+    conn: &C,
+    table: &str,
+    change: Change<'_>,
+    first: F,
+    last: L,
+) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+    F: AsyncFnOnce(&C::Transaction) -> Result<(), DbErr>,
+    L: AsyncFnOnce(&C::Transaction) -> Result<(), DbErr>,
 {
     let immediate = TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
@@ -63,12 +125,11 @@ where
         ));
     }
     first(&txn).await?;
-    let kept: Vec<&TableColumn> = columns
-        .iter()
-        .filter(|c| !dropped.contains(&c.name.as_str()))
-        .collect();
+    let columns = table_columns(&txn, table).await?;
+    let dropped = change.dropped();
+    let kept: Vec<&TableColumn> = columns.iter().filter(|c| !change.drops(&c.name)).collect();
     let staging = format!("{table}__rebuild");
-    let mut definition: Vec<String> = kept.iter().map(|c| c.definition()).collect();
+    let mut definition: Vec<String> = kept.iter().map(|c| change.definition(c)).collect();
     definition.extend(primary_key(&kept));
     definition.extend(foreign_keys(&txn, table, dropped).await?);
     let indexes = indexes(&txn, table, dropped).await?;
@@ -97,6 +158,7 @@ where
         txn.execute_unprepared(sql).await?;
         crate::crash_point!("sqlite rebuild: statement");
     }
+    last(&txn).await?;
     let violations = query_rows(&txn, "PRAGMA foreign_key_check", vec![]).await?;
     if !violations.is_empty() {
         return Err(DbErr::Migration(format!(

@@ -76,3 +76,24 @@ pub fn job_agent_id_index() -> IndexCreateStatement {
         .col(DeploymentJobAgent::DeploymentId)
         .to_owned()
 }
+
+/// The legacy columns the drop migration removes and its `down` gives back.
+pub const LEGACY_COLUMNS: [&str; 3] = ["job_agents", "job_agent_id", "job_agent_config"];
+
+/// How each legacy column was declared when the drop migration removed it, so its `down`
+/// gives back exactly that (type, nullability, default, foreign key), not what the baseline
+/// would have created.
+#[derive(DeriveIden, Clone, Copy)]
+pub enum LegacyColumnRecord {
+    #[sea_orm(iden = "deployment_job_agent_legacy_column")]
+    Table,
+    ColumnName,
+    DeclaredType,
+    NotNull,
+    DefaultExpr,
+    CheckClause,
+    FkName,
+    FkTable,
+    FkColumn,
+    FkOnDelete,
+}

@@ -59,6 +59,7 @@ tests::on_server_backends!(
     removing_the_capture_waits_for_a_blocker_and_no_reader_waits_for_it,
     dropping_the_join_table_waits_for_a_blocker_and_no_reader_waits_for_it,
     a_blocker_past_the_retry_limit_fails_the_step_and_a_rerun_finishes,
+    restoring_many_columns_never_holds_readers_for_long,
 );
 
 async fn creating_the_join_table_waits_for_a_blocker_and_no_reader_waits_for_it(b: Backend) {
@@ -254,4 +255,72 @@ async fn a_blocker_past_the_retry_limit_fails_the_step_and_a_rerun_finishes(back
         .await
         .expect("a rerun finishes the job");
     assert_step_done(&db, Step::Up(4)).await;
+}
+
+/// `down` of the drop on a table of some size: the columns come back in an instant, are
+/// filled in batches and constrained in short steps, so a reader never waits long, however
+/// long the whole `down` takes.
+async fn restoring_many_columns_never_holds_readers_for_long(backend: Backend) {
+    Settings {
+        lock_timeout: LOCK_TIMEOUT,
+        lock_retry_for: Duration::from_secs(120),
+        batch_size: 500,
+    }
+    .install();
+    let db = seeded(backend, "locks_restore_many").await;
+    let many = match backend {
+        Backend::Postgres => {
+            "INSERT INTO deployment (id, name, job_agent_config, workspace_id, job_agents) \
+             SELECT uuid_generate_v4(), 'bulk', '{}', NULL, \
+               CAST('[{\"ref\": \"00000000-0000-0000-0000-0000000000a1\"}]' AS jsonb) \
+             FROM generate_series(1, 30000)"
+        }
+        _ => {
+            "INSERT INTO deployment (id, name, job_agent_config, workspace_id, job_agents) \
+             SELECT UUID(), 'bulk', '{}', NULL, \
+               '[{\"ref\": \"00000000-0000-0000-0000-0000000000a1\"}]' \
+             FROM (SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2) AS a \
+             CROSS JOIN (SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+               UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+               UNION ALL SELECT 8 UNION ALL SELECT 9) AS b \
+             CROSS JOIN (SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+               UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+               UNION ALL SELECT 8 UNION ALL SELECT 9) AS c \
+             CROSS JOIN (SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+               UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+               UNION ALL SELECT 8 UNION ALL SELECT 9) AS e \
+             CROSS JOIN (SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+               UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+               UNION ALL SELECT 8 UNION ALL SELECT 9) AS f"
+        }
+    };
+    db.exec(many, vec![]).await;
+    Migrator::up(&db.conn, None).await.expect("up");
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = spawn_reader(db.url.clone(), stop.clone());
+    let started = Instant::now();
+    Step::Down(4).run(db.url.clone()).await.expect("down");
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let longest_read = reader.await.expect("the reader's task");
+    println!(
+        "{backend:?}: down of the drop over 30,020 deployments took {} ms; longest read {} ms",
+        took.as_millis(),
+        longest_read.as_millis()
+    );
+    assert!(
+        longest_read < 2 * LOCK_TIMEOUT,
+        "a reader waited {} ms during down",
+        longest_read.as_millis()
+    );
+    let unfilled = db.statement(
+        "SELECT COUNT(*) FROM deployment WHERE job_agents IS NULL OR job_agent_config IS NULL",
+        vec![],
+    );
+    let row = db.conn.query_one_raw(unfilled).await.unwrap().unwrap();
+    assert_eq!(
+        row.try_get_by_index::<i64>(0).unwrap(),
+        0,
+        "every row filled"
+    );
 }

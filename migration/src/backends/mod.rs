@@ -7,11 +7,13 @@
 
 mod mysql;
 mod postgres;
-mod sqlite;
+pub mod sqlite;
 
 use std::time::Duration;
 
 use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, RuntimeErr, Statement, sqlx};
+
+use crate::legacy_columns::LegacyColumnDef;
 
 /// Why a statement gave up: another session held what it needed. All of them are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +100,16 @@ impl TableLock {
     }
 }
 
+/// One short step of giving a legacy column its constraints back: `lock` (if any) taken
+/// first, then the statements, in one transaction.
+#[derive(Debug, Clone)]
+pub struct ConstraintStep {
+    /// The lock to take first (bounded wait).
+    pub lock: Option<TableLock>,
+    /// Fixed DDL.
+    pub statements: Vec<String>,
+}
+
 /// One backend's answers.
 pub trait Backend: Send + Sync {
     /// Statements that make the current transaction give up any lock wait after `timeout`.
@@ -118,6 +130,27 @@ pub trait Backend: Send + Sync {
     /// lock timeout, while holding nothing), the others at once or not at all. Where the
     /// backend has no such statement, none: its DDL takes what it needs.
     fn lock_in_order(&self, first: TableLock, then: &[TableLock]) -> Vec<Statement>;
+
+    /// How the legacy columns are declared now, one row each, in the column order of
+    /// [`crate::legacy_columns::LegacyColumnDef`]'s record: name, type, not null (0/1),
+    /// default, check, foreign key name, parent table, parent column, `ON DELETE` rule.
+    fn legacy_column_definitions(&self) -> Statement;
+
+    /// The baseline's JSON column type.
+    fn json_type(&self) -> &'static str;
+
+    /// `text` as an SQL string literal (for the baseline's fixed defaults).
+    fn string_literal(&self, text: &str) -> String {
+        format!("'{}'", text.replace('\'', "''"))
+    }
+
+    /// Statements that add `column` back nullable, without default, with its foreign key
+    /// (which every row satisfies while the column is NULL): instant on a large table.
+    fn add_legacy_column(&self, column: &LegacyColumnDef) -> Vec<String>;
+
+    /// The steps that give a refilled legacy column its default, `NOT NULL` and a checked
+    /// foreign key, each holding a strong lock for an instant at most.
+    fn restore_constraints(&self, column: &LegacyColumnDef) -> Vec<ConstraintStep>;
 
     /// What the connected role lacks of what the migrations need, one description per row;
     /// no rows when nothing is missing (or the backend has no privileges, like SQLite).
@@ -161,4 +194,11 @@ pub fn holder(row: &QueryResult) -> Result<Holder, DbErr> {
         open_for: row.try_get_by_index(2)?,
         query: row.try_get_by_index(3)?,
     })
+}
+
+/// The name a legacy column's foreign key gets back: its recorded one, or the baseline's.
+pub fn foreign_key_name(column: &LegacyColumnDef) -> String {
+    (column.foreign_key.as_ref())
+        .and_then(|key| key.name.clone())
+        .unwrap_or_else(|| format!("fk_deployment_{}", column.name))
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use sea_orm_migration::sea_orm::{DbBackend, Statement, sqlx};
 
-use super::{Backend, Contention, TableLock};
+use super::{Backend, ConstraintStep, Contention, TableLock, foreign_key_name};
+use crate::legacy_columns::LegacyColumnDef;
+use crate::tables::LEGACY_COLUMNS;
 
 pub struct MySql;
 
@@ -62,6 +64,86 @@ impl Backend for MySql {
 
     /// Each privilege the migrations use on the current database, granted to the user or its
     /// current role, globally, on the database, or on `deployment` itself.
+    fn legacy_column_definitions(&self) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "SELECT c.COLUMN_NAME, CONCAT_WS(' ', c.COLUMN_TYPE, \
+                 CONCAT('CHARACTER SET ', c.CHARACTER_SET_NAME), \
+                 CONCAT('COLLATE ', c.COLLATION_NAME)), \
+               CAST(c.IS_NULLABLE = 'NO' AS SIGNED), c.COLUMN_DEFAULT, cc.CHECK_CLAUSE, \
+               k.CONSTRAINT_NAME, k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME, \
+               r.DELETE_RULE \
+             FROM information_schema.COLUMNS c \
+             LEFT JOIN information_schema.CHECK_CONSTRAINTS cc \
+               ON cc.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND cc.TABLE_NAME = c.TABLE_NAME \
+               AND cc.CONSTRAINT_NAME = c.COLUMN_NAME \
+             LEFT JOIN information_schema.KEY_COLUMN_USAGE k \
+               ON k.TABLE_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME \
+               AND k.COLUMN_NAME = c.COLUMN_NAME AND k.REFERENCED_TABLE_NAME IS NOT NULL \
+             LEFT JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+               ON r.CONSTRAINT_SCHEMA = k.TABLE_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
+             WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = 'deployment' \
+               AND c.COLUMN_NAME IN (?, ?, ?)",
+            LEGACY_COLUMNS.map(Into::into),
+        )
+    }
+
+    fn json_type(&self) -> &'static str {
+        "json"
+    }
+
+    /// Adding a foreign key copies the table unless foreign keys are not checked; every
+    /// row of a new column is NULL, so there is nothing to check.
+    fn add_legacy_column(&self, column: &LegacyColumnDef) -> Vec<String> {
+        let name = quote(&column.name);
+        let mut sql = format!(
+            "ALTER TABLE deployment ADD COLUMN IF NOT EXISTS {name} {}",
+            column.declared_type
+        );
+        if let Some(check) = &column.check {
+            sql.push_str(&format!(" CHECK ({check})"));
+        }
+        if let Some(key) = &column.foreign_key {
+            // Added this way, an explicit `ON DELETE RESTRICT` is recorded as `NO ACTION`;
+            // left out, it is recorded as the `RESTRICT` it means.
+            let on_delete = match key.on_delete.as_str() {
+                "RESTRICT" => String::new(),
+                rule => format!(" ON DELETE {rule}"),
+            };
+            sql = format!(
+                "SET STATEMENT foreign_key_checks = 0 FOR {sql}, ADD CONSTRAINT {} \
+                 FOREIGN KEY ({name}) REFERENCES {} ({}){on_delete}",
+                quote(&foreign_key_name(column)),
+                quote(&key.table),
+                quote(&key.column),
+            );
+        }
+        vec![sql]
+    }
+
+    /// One `MODIFY COLUMN` with the whole declaration: InnoDB makes a column `NOT NULL` in
+    /// place, with writers going on, holding the metadata lock only at its ends.
+    fn restore_constraints(&self, column: &LegacyColumnDef) -> Vec<ConstraintStep> {
+        if !column.not_null && column.default.is_none() {
+            return vec![];
+        }
+        let mut sql = format!(
+            "ALTER TABLE deployment MODIFY COLUMN {} {}",
+            quote(&column.name),
+            column.declared_type
+        );
+        if column.not_null {
+            sql.push_str(" NOT NULL");
+        }
+        if let Some(default) = &column.default {
+            sql.push_str(&format!(" DEFAULT {default}"));
+        }
+        vec![ConstraintStep {
+            lock: None,
+            statements: vec![sql],
+        }]
+    }
+
     fn missing_privileges(&self) -> Statement {
         Statement::from_string(
             DbBackend::MySql,
@@ -106,4 +188,9 @@ impl Backend for MySql {
             _ => None,
         }
     }
+}
+
+/// A MariaDB/MySQL identifier, quoted.
+fn quote(identifier: &str) -> String {
+    format!("`{}`", identifier.replace('`', "``"))
 }

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use sea_orm_migration::sea_orm::{DbBackend, Statement, sqlx};
 
-use super::{Backend, Contention, TableLock};
+use super::{Backend, ConstraintStep, Contention, TableLock, foreign_key_name};
+use crate::legacy_columns::LegacyColumnDef;
+use crate::tables::LEGACY_COLUMNS;
 
 pub struct Postgres;
 
@@ -55,6 +57,97 @@ impl Backend for Postgres {
 
     /// Ownership of `deployment` (its triggers and columns change), the right to create in
     /// the schema, and on `job_agent` what a foreign key to it and a lock on it take.
+    fn legacy_column_definitions(&self) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT CAST(a.attname AS text), format_type(a.atttypid, a.atttypmod), \
+               CAST(a.attnotnull AS integer), pg_get_expr(d.adbin, d.adrelid), \
+               CAST(NULL AS text), CAST(c.conname AS text), \
+               CAST(CAST(c.confrelid AS regclass) AS text), quote_ident(pa.attname), \
+               CASE c.confdeltype WHEN 'r' THEN 'RESTRICT' WHEN 'c' THEN 'CASCADE' \
+                 WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' ELSE 'NO ACTION' END \
+             FROM pg_attribute a \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             LEFT JOIN pg_constraint c ON c.conrelid = a.attrelid AND c.contype = 'f' \
+               AND c.conkey = ARRAY[a.attnum] \
+             LEFT JOIN pg_attribute pa ON pa.attrelid = c.confrelid \
+               AND pa.attnum = c.confkey[1] \
+             WHERE a.attrelid = to_regclass('deployment') AND a.attnum > 0 \
+               AND NOT a.attisdropped AND a.attname IN ($1, $2, $3)",
+            LEGACY_COLUMNS.map(Into::into),
+        )
+    }
+
+    fn json_type(&self) -> &'static str {
+        "jsonb"
+    }
+
+    /// The foreign key is added `NOT VALID` (no scan); it is checked for new rows at once
+    /// and validated, without blocking writers, once the column is filled.
+    fn add_legacy_column(&self, column: &LegacyColumnDef) -> Vec<String> {
+        let name = quote(&column.name);
+        let mut statements = vec![format!(
+            "ALTER TABLE deployment ADD COLUMN IF NOT EXISTS {name} {}",
+            column.declared_type
+        )];
+        if let Some(key) = &column.foreign_key {
+            statements.push(format!(
+                "ALTER TABLE deployment ADD CONSTRAINT {} FOREIGN KEY ({name}) \
+                 REFERENCES {} ({}) ON DELETE {} NOT VALID",
+                quote(&foreign_key_name(column)),
+                key.table,
+                key.column,
+                key.on_delete
+            ));
+        }
+        statements
+    }
+
+    /// `NOT NULL` the way that never scans under an exclusive lock: a `CHECK (… IS NOT
+    /// NULL) NOT VALID`, validated without blocking writers, lets `SET NOT NULL` skip its
+    /// scan; the check then goes.
+    fn restore_constraints(&self, column: &LegacyColumnDef) -> Vec<ConstraintStep> {
+        let name = quote(&column.name);
+        let exclusive = |statements| ConstraintStep {
+            lock: Some(TableLock::access_exclusive("deployment")),
+            statements,
+        };
+        let unlocked = |statements| ConstraintStep {
+            lock: None,
+            statements,
+        };
+        let mut steps = vec![];
+        if let Some(default) = &column.default {
+            steps.push(exclusive(vec![format!(
+                "ALTER TABLE deployment ALTER COLUMN {name} SET DEFAULT {default}"
+            )]));
+        }
+        if column.not_null {
+            let check = quote(&format!("{}_restored_not_null", column.name));
+            steps.push(exclusive(vec![
+                format!("ALTER TABLE deployment DROP CONSTRAINT IF EXISTS {check}"),
+                format!(
+                    "ALTER TABLE deployment ADD CONSTRAINT {check} \
+                     CHECK ({name} IS NOT NULL) NOT VALID"
+                ),
+            ]));
+            steps.push(unlocked(vec![format!(
+                "ALTER TABLE deployment VALIDATE CONSTRAINT {check}"
+            )]));
+            steps.push(exclusive(vec![
+                format!("ALTER TABLE deployment ALTER COLUMN {name} SET NOT NULL"),
+                format!("ALTER TABLE deployment DROP CONSTRAINT {check}"),
+            ]));
+        }
+        if column.foreign_key.is_some() {
+            steps.push(unlocked(vec![format!(
+                "ALTER TABLE deployment VALIDATE CONSTRAINT {}",
+                quote(&foreign_key_name(column))
+            )]));
+        }
+        steps
+    }
+
     fn missing_privileges(&self) -> Statement {
         Statement::from_string(
             DbBackend::Postgres,
@@ -91,4 +184,9 @@ impl Backend for Postgres {
             _ => None,
         }
     }
+}
+
+/// A PostgreSQL identifier, quoted.
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use sea_orm_migration::sea_orm::{DbBackend, Statement, sqlx};
 
-use super::{Backend, Contention, TableLock};
+use super::{Backend, ConstraintStep, Contention, TableLock};
+use crate::legacy_columns::LegacyColumnDef;
+use crate::tables::LEGACY_COLUMNS;
 
 pub struct Sqlite;
 
@@ -30,6 +32,46 @@ impl Backend for Sqlite {
         vec![]
     }
 
+    fn legacy_column_definitions(&self) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "SELECT c.name, c.type, c.\"notnull\", c.dflt_value, NULL, NULL, \
+               k.\"table\", k.\"to\", k.on_delete \
+             FROM pragma_table_info('deployment') c \
+             LEFT JOIN pragma_foreign_key_list('deployment') k ON k.\"from\" = c.name \
+             WHERE c.name IN (?, ?, ?)",
+            LEGACY_COLUMNS.map(Into::into),
+        )
+    }
+
+    fn json_type(&self) -> &'static str {
+        "json_text"
+    }
+
+    /// SQLite adds a foreign key only inline with its column.
+    fn add_legacy_column(&self, column: &LegacyColumnDef) -> Vec<String> {
+        let mut sql = format!(
+            "ALTER TABLE deployment ADD COLUMN {} {}",
+            quote(&column.name),
+            column.declared_type
+        );
+        if let Some(key) = &column.foreign_key {
+            sql.push_str(&format!(
+                " REFERENCES {} ({}) ON DELETE {}",
+                quote(&key.table),
+                quote(&key.column),
+                key.on_delete
+            ));
+        }
+        vec![sql]
+    }
+
+    /// SQLite cannot alter a column: `NOT NULL` and defaults come back with a table rebuild
+    /// (see `sqlite_rebuild::redefine_columns` and [`column_definition`]).
+    fn restore_constraints(&self, _column: &LegacyColumnDef) -> Vec<ConstraintStep> {
+        vec![]
+    }
+
     fn missing_privileges(&self) -> Statement {
         Statement::from_string(DbBackend::Sqlite, "SELECT '' WHERE 0")
     }
@@ -48,4 +90,22 @@ impl Backend for Sqlite {
         let code: i64 = error.code()?.parse().ok()?;
         matches!(code & 0xff, 5 | 6).then_some(Contention::LockTimeout)
     }
+}
+
+/// A legacy column's whole declaration, for a rebuilt table (its foreign key is kept by the
+/// rebuild from the catalogue).
+pub fn column_definition(column: &LegacyColumnDef) -> String {
+    let mut sql = format!("{} {}", quote(&column.name), column.declared_type);
+    if column.not_null {
+        sql.push_str(" NOT NULL");
+    }
+    if let Some(default) = &column.default {
+        sql.push_str(&format!(" DEFAULT {default}"));
+    }
+    sql
+}
+
+/// An SQLite identifier, quoted.
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
 }

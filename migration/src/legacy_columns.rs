@@ -1,0 +1,239 @@
+//! The legacy columns' declarations, kept across the drop: recorded by the drop migration
+//! just before the columns go, read back by its `down`, which restores exactly them (type,
+//! nullability, default, check, foreign key and its `ON DELETE`, or none), not what the
+//! baseline would create.
+//!
+//! `down` restores them without blocking the application for longer than a lock timeout:
+//! the columns come back nullable and without constraints (instant), are filled in batches,
+//! and only then get their default, `NOT NULL` and foreign key, each in a short step (see
+//! the backends' `restore_constraints`). Databases migrated before the record existed get the
+//! baseline's declarations.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::QueryResult;
+
+use crate::backends;
+use crate::backfill::store::has_rows;
+use crate::dialect::{column_type, is_plain_type_name};
+use crate::tables::{LEGACY_COLUMNS, LegacyColumnRecord};
+
+/// How one legacy column was declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyColumnDef {
+    /// `job_agents`, `job_agent_id` or `job_agent_config`.
+    pub name: String,
+    /// The type as the catalogue prints it (checked to be a plain type name).
+    pub declared_type: String,
+    /// Whether it was `NOT NULL`.
+    pub not_null: bool,
+    /// The default expression as the catalogue keeps it, if any.
+    pub default: Option<String>,
+    /// A column check (MariaDB's `JSON` is `LONGTEXT` with `CHECK (json_valid(…))`).
+    pub check: Option<String>,
+    /// Its foreign key, if it had one.
+    pub foreign_key: Option<LegacyForeignKey>,
+}
+
+/// A legacy column's foreign key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyForeignKey {
+    /// The constraint's name (SQLite keeps none).
+    pub name: Option<String>,
+    /// The parent table, as the catalogue names it.
+    pub table: String,
+    /// The parent column.
+    pub column: String,
+    /// `NO ACTION`, `RESTRICT`, `CASCADE`, `SET NULL` or `SET DEFAULT`.
+    pub on_delete: String,
+}
+
+impl LegacyColumnDef {
+    /// Decodes a row of the catalogue query or of the record table (same column order).
+    fn decode(row: &QueryResult) -> Result<Self, DbErr> {
+        let declared_type: String = row.try_get_by_index(1)?;
+        if !is_plain_type_name(&declared_type) {
+            return Err(DbErr::Migration(format!(
+                "a legacy column has a type this migration cannot restore: {declared_type:?}"
+            )));
+        }
+        let fk_table: Option<String> = row.try_get_by_index(6)?;
+        let foreign_key = match fk_table {
+            Some(table) => Some(LegacyForeignKey {
+                name: row.try_get_by_index(5)?,
+                table,
+                column: row.try_get_by_index(7)?,
+                on_delete: row.try_get_by_index(8)?,
+            }),
+            None => None,
+        };
+        Ok(LegacyColumnDef {
+            name: row.try_get_by_index(0)?,
+            declared_type,
+            not_null: row.try_get_by_index::<i32>(2)? != 0,
+            default: row.try_get_by_index(3)?,
+            check: row.try_get_by_index(4)?,
+            foreign_key,
+        })
+    }
+}
+
+/// Records the legacy columns' declarations, if the columns are still there and nothing is
+/// recorded yet: a run that failed half-way (MariaDB drops the foreign key in a statement of
+/// its own) must not replace the first record with what it left.
+pub async fn record<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    let backend = backends::of(conn.get_database_backend());
+    let mut defs = vec![];
+    for row in conn
+        .query_all_raw(backend.legacy_column_definitions())
+        .await?
+    {
+        defs.push(LegacyColumnDef::decode(&row)?);
+    }
+    if defs.is_empty() {
+        return Ok(());
+    }
+    conn.execute(&record_table()).await?;
+    if has_rows(conn, LegacyColumnRecord::Table).await? {
+        return Ok(());
+    }
+    let mut insert = Query::insert();
+    insert.into_table(LegacyColumnRecord::Table).columns([
+        LegacyColumnRecord::ColumnName,
+        LegacyColumnRecord::DeclaredType,
+        LegacyColumnRecord::NotNull,
+        LegacyColumnRecord::DefaultExpr,
+        LegacyColumnRecord::CheckClause,
+        LegacyColumnRecord::FkName,
+        LegacyColumnRecord::FkTable,
+        LegacyColumnRecord::FkColumn,
+        LegacyColumnRecord::FkOnDelete,
+    ]);
+    for def in &defs {
+        let fk = def.foreign_key.as_ref();
+        insert.values_panic([
+            def.name.clone().into(),
+            def.declared_type.clone().into(),
+            i32::from(def.not_null).into(),
+            def.default.clone().into(),
+            def.check.clone().into(),
+            fk.and_then(|k| k.name.clone()).into(),
+            fk.map(|k| k.table.clone()).into(),
+            fk.map(|k| k.column.clone()).into(),
+            fk.map(|k| k.on_delete.clone()).into(),
+        ]);
+    }
+    conn.execute(&insert).await.map(|_| ())
+}
+
+/// The recorded declarations, in [`LEGACY_COLUMNS`] order; the baseline's where nothing was
+/// recorded (a database migrated before the record existed).
+pub async fn recorded(manager: &SchemaManager<'_>) -> Result<Vec<LegacyColumnDef>, DbErr> {
+    let conn = manager.get_connection();
+    if !manager.has_table(record_table_name()).await?
+        || !has_rows(conn, LegacyColumnRecord::Table).await?
+    {
+        return baseline(conn).await;
+    }
+    let query = Query::select()
+        .columns([
+            LegacyColumnRecord::ColumnName,
+            LegacyColumnRecord::DeclaredType,
+            LegacyColumnRecord::NotNull,
+            LegacyColumnRecord::DefaultExpr,
+            LegacyColumnRecord::CheckClause,
+            LegacyColumnRecord::FkName,
+            LegacyColumnRecord::FkTable,
+            LegacyColumnRecord::FkColumn,
+            LegacyColumnRecord::FkOnDelete,
+        ])
+        .from(LegacyColumnRecord::Table)
+        .to_owned();
+    let mut defs = vec![];
+    for row in conn.query_all(&query).await? {
+        defs.push(LegacyColumnDef::decode(&row)?);
+    }
+    defs.sort_by_key(|d| LEGACY_COLUMNS.iter().position(|c| *c == d.name));
+    Ok(defs)
+}
+
+/// Drops the record once the columns are back as they were.
+pub async fn forget<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    let drop = Table::drop()
+        .table(LegacyColumnRecord::Table)
+        .if_exists()
+        .to_owned();
+    conn.execute(&drop).await.map(|_| ())
+}
+
+fn record_table_name() -> String {
+    LegacyColumnRecord::Table.to_string()
+}
+
+fn record_table() -> TableCreateStatement {
+    let text = |name| ColumnDef::new(name).text().null().to_owned();
+    Table::create()
+        .table(LegacyColumnRecord::Table)
+        .if_not_exists()
+        .col(
+            ColumnDef::new(LegacyColumnRecord::ColumnName)
+                .string_len(64)
+                .not_null()
+                .primary_key(),
+        )
+        .col(
+            ColumnDef::new(LegacyColumnRecord::DeclaredType)
+                .text()
+                .not_null(),
+        )
+        .col(
+            ColumnDef::new(LegacyColumnRecord::NotNull)
+                .integer()
+                .not_null(),
+        )
+        .col(text(LegacyColumnRecord::DefaultExpr))
+        .col(text(LegacyColumnRecord::CheckClause))
+        .col(text(LegacyColumnRecord::FkName))
+        .col(text(LegacyColumnRecord::FkTable))
+        .col(text(LegacyColumnRecord::FkColumn))
+        .col(text(LegacyColumnRecord::FkOnDelete))
+        .to_owned()
+}
+
+/// What the baseline migration declares: `job_agent_id` nullable with a foreign key to
+/// `job_agent`, the two JSON columns `NOT NULL` with empty defaults.
+async fn baseline<C: ConnectionTrait>(conn: &C) -> Result<Vec<LegacyColumnDef>, DbErr> {
+    let backend = backends::of(conn.get_database_backend());
+    let json = backend.json_type();
+    let json_default = |text: &str| Some(backend.string_literal(text));
+    Ok(vec![
+        LegacyColumnDef {
+            name: "job_agents".to_owned(),
+            declared_type: json.to_owned(),
+            not_null: true,
+            default: json_default("[]"),
+            check: None,
+            foreign_key: None,
+        },
+        LegacyColumnDef {
+            name: "job_agent_id".to_owned(),
+            declared_type: column_type(conn, "job_agent", "id").await?,
+            not_null: false,
+            default: None,
+            check: None,
+            foreign_key: Some(LegacyForeignKey {
+                name: Some("fk_deployment_job_agent_id".to_owned()),
+                table: "job_agent".to_owned(),
+                column: "id".to_owned(),
+                on_delete: "NO ACTION".to_owned(),
+            }),
+        },
+        LegacyColumnDef {
+            name: "job_agent_config".to_owned(),
+            declared_type: json.to_owned(),
+            not_null: true,
+            default: json_default("{}"),
+            check: None,
+            foreign_key: None,
+        },
+    ])
+}

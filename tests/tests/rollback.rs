@@ -1,0 +1,190 @@
+//! `down` of the drop gives back the legacy columns as they were declared (type, nullability,
+//! default, foreign key and its delete rule, or none), not as the baseline would create them;
+//! then `up` again works. Each case declares the legacy columns another way.
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::ConnectionTrait;
+use tests::legacy::{Legacy, LegacySchema};
+use tests::{Backend, TestDb, on_every_backend, read};
+use uuid::Uuid;
+
+on_every_backend!(
+    down_gives_back_hand_built_columns_as_declared,
+    down_gives_back_columns_without_a_foreign_key_and_with_defaults,
+    down_gives_back_a_foreign_key_with_its_delete_rule,
+    down_gives_back_the_baseline_columns,
+);
+
+async fn down_gives_back_hand_built_columns_as_declared(db: TestDb) {
+    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    round_trip(&legacy).await;
+}
+
+async fn down_gives_back_the_baseline_columns(db: TestDb) {
+    let legacy = Legacy::build(&db, LegacySchema::Baseline).await;
+    round_trip(&legacy).await;
+}
+
+async fn down_gives_back_columns_without_a_foreign_key_and_with_defaults(db: TestDb) {
+    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    redeclare(
+        &db,
+        match db.backend {
+            Backend::Postgres => &[
+                "ALTER TABLE deployment DROP CONSTRAINT deployment_job_agent_id_fkey, \
+                 ALTER COLUMN job_agent_config DROP NOT NULL, \
+                 ALTER COLUMN job_agents SET DEFAULT '[]'::jsonb",
+            ],
+            Backend::MariaDb => &[
+                "ALTER TABLE deployment DROP FOREIGN KEY deployment_agent",
+                "ALTER TABLE deployment MODIFY job_agent_config LONGTEXT NULL, \
+                 MODIFY job_agents LONGTEXT NOT NULL DEFAULT '[]'",
+            ],
+            Backend::Sqlite => &[
+                "DROP TABLE deployment",
+                "CREATE TABLE deployment (id TEXT PRIMARY KEY, name TEXT NOT NULL, \
+                 job_agent_id TEXT, job_agent_config TEXT, resource_selector TEXT, \
+                 workspace_id TEXT REFERENCES workspace(id), \
+                 job_agents TEXT NOT NULL DEFAULT '[]')",
+            ],
+        },
+    )
+    .await;
+    round_trip(&legacy).await;
+}
+
+async fn down_gives_back_a_foreign_key_with_its_delete_rule(db: TestDb) {
+    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    redeclare(
+        &db,
+        match db.backend {
+            Backend::Postgres => &[
+                "ALTER TABLE deployment DROP CONSTRAINT deployment_job_agent_id_fkey, \
+                 ADD CONSTRAINT legacy_agent FOREIGN KEY (job_agent_id) \
+                 REFERENCES job_agent (id) ON DELETE SET NULL",
+            ],
+            Backend::MariaDb => &[
+                "ALTER TABLE deployment DROP FOREIGN KEY deployment_agent",
+                "ALTER TABLE deployment ADD CONSTRAINT legacy_agent FOREIGN KEY (job_agent_id) \
+                 REFERENCES job_agent (id) ON DELETE SET NULL",
+            ],
+            Backend::Sqlite => &[
+                "DROP TABLE deployment",
+                "CREATE TABLE deployment (id TEXT PRIMARY KEY, name TEXT NOT NULL, \
+                 job_agent_id TEXT REFERENCES job_agent(id) ON DELETE SET NULL, \
+                 job_agent_config TEXT NOT NULL DEFAULT '{}', resource_selector TEXT, \
+                 workspace_id TEXT REFERENCES workspace(id), job_agents TEXT NOT NULL)",
+            ],
+        },
+    )
+    .await;
+    round_trip(&legacy).await;
+}
+
+async fn redeclare(db: &TestDb, statements: &[&str]) {
+    for sql in statements {
+        db.exec(sql, vec![]).await;
+    }
+}
+
+/// Seeds linked deployments, then `up`, `down` one step, and `up` again: the declaration of
+/// the legacy columns after `down` must equal the one before `up`.
+async fn round_trip(legacy: &Legacy<'_>) {
+    let db = legacy.db;
+    let (ws, agent) = (Uuid::from_u128(0x77), Uuid::from_u128(0xa1));
+    legacy.workspace(ws).await;
+    legacy.agent(agent, Some(ws)).await;
+    let entries = format!(r#"[{{"ref": "{agent}", "config": {{"n": 1}}}}]"#);
+    for n in 0..5 {
+        legacy
+            .deployment(Uuid::from_u128(0xd0 + n), Some(ws), None, "{}", &entries)
+            .await;
+    }
+    let declared = declaration(db).await;
+    assert!(declared.len() >= 3, "{declared:?}");
+
+    Migrator::up(&db.conn, None).await.expect("up");
+    assert!(
+        declaration(db).await.is_empty(),
+        "the legacy columns are gone"
+    );
+    let links = read::links(db).await;
+    Migrator::down(&db.conn, Some(1)).await.expect("down");
+    assert_eq!(declaration(db).await, declared, "{:?}", db.backend);
+    assert!(
+        read::columns(db, "deployment_job_agent_legacy_column")
+            .await
+            .is_empty(),
+        "the record is gone once the columns are back"
+    );
+    let filled = db.statement(
+        "SELECT COUNT(*) FROM deployment WHERE job_agents IS NULL OR job_agent_config IS NULL",
+        vec![],
+    );
+    let row = db.conn.query_one_raw(filled).await.unwrap().unwrap();
+    assert_eq!(
+        row.try_get_by_index::<i64>(0).unwrap(),
+        0,
+        "every row filled"
+    );
+
+    Migrator::up(&db.conn, None).await.expect("up again");
+    assert_eq!(read::links(db).await, links);
+}
+
+/// The legacy columns' declarations and foreign keys, one line each, sorted; read with the
+/// backend's own catalogue, independently of the migration's code.
+async fn declaration(db: &TestDb) -> Vec<String> {
+    let sql = match db.backend {
+        Backend::Postgres => {
+            "SELECT concat_ws(' ', a.attname, format_type(a.atttypid, a.atttypmod), \
+               CASE WHEN a.attnotnull THEN 'NOT NULL' END, \
+               'DEFAULT ' || pg_get_expr(d.adbin, d.adrelid)) \
+             FROM pg_attribute a \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = to_regclass('deployment') AND NOT a.attisdropped \
+               AND a.attname IN ('job_agents', 'job_agent_id', 'job_agent_config') \
+             UNION ALL \
+             SELECT concat_ws(' ', conname, pg_get_constraintdef(oid)) FROM pg_constraint \
+             WHERE conrelid = to_regclass('deployment') AND contype IN ('f', 'c') \
+               AND pg_get_constraintdef(oid) LIKE '%job_agent%'"
+        }
+        Backend::MariaDb => {
+            "SELECT CONCAT_WS(' ', COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, \
+               CONCAT('DEFAULT ', COLUMN_DEFAULT), COLLATION_NAME) \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
+               AND TABLE_NAME = 'deployment' \
+               AND COLUMN_NAME IN ('job_agents', 'job_agent_id', 'job_agent_config') \
+             UNION ALL \
+             SELECT CONCAT_WS(' ', k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, \
+               k.REFERENCED_COLUMN_NAME, r.DELETE_RULE, r.UPDATE_RULE) \
+             FROM information_schema.KEY_COLUMN_USAGE k \
+             JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+               ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA \
+               AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
+             WHERE k.TABLE_SCHEMA = DATABASE() AND k.TABLE_NAME = 'deployment' \
+               AND k.COLUMN_NAME = 'job_agent_id'"
+        }
+        Backend::Sqlite => {
+            "SELECT name || ' ' || type || ' ' || \"notnull\" || ' ' || \
+               COALESCE(dflt_value, 'no default') \
+             FROM pragma_table_info('deployment') \
+             WHERE name IN ('job_agents', 'job_agent_id', 'job_agent_config') \
+             UNION ALL \
+             SELECT \"from\" || ' ' || \"table\" || ' ' || \"to\" || ' ' || on_update || ' ' || \
+               on_delete \
+             FROM pragma_foreign_key_list('deployment') WHERE \"from\" = 'job_agent_id'"
+        }
+    };
+    let rows = db
+        .conn
+        .query_all_raw(db.statement(sql, vec![]))
+        .await
+        .unwrap_or_else(|e| panic!("{:?}: {e}", db.backend));
+    let mut lines: Vec<String> = rows
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).unwrap())
+        .collect();
+    lines.sort();
+    lines
+}
