@@ -103,6 +103,48 @@ pub async fn generate(db: &DatabaseConnection, deployments: u64, seed: u64) -> R
     db.execute_unprepared(analyze).await.map(|_| ())
 }
 
+/// Adds one deployment whose `job_agents` array is about `megabytes` of JSON text: entries
+/// over every agent, each with a 200-byte config, so most of them are duplicates, each a
+/// reject row. Returns the array's size in bytes.
+pub async fn add_huge_deployment(db: &DatabaseConnection, megabytes: u64) -> Result<u64, DbErr> {
+    let agents = WORKSPACES * AGENTS_PER_WORKSPACE;
+    let target = megabytes << 20;
+    let mut text = String::from("[");
+    let mut n = 0u64;
+    while (text.len() as u64) < target {
+        if n > 0 {
+            text.push(',');
+        }
+        let blob = "x".repeat(200);
+        let entry = format!(
+            r#"{{"ref":"{}","config":{{"n":{n},"blob":"{blob}"}}}}"#,
+            agent_id(n % agents)
+        );
+        text.push_str(&entry);
+        n += 1;
+    }
+    text.push(']');
+    let bytes = text.len() as u64;
+    let row = vec![
+        uuid::Uuid::from_u128(0x3000_0000_0000_0000_0000_0000_0000_0000).into(),
+        "huge".into(),
+        Value::Uuid(None),
+        "{}".into(),
+        workspace_id(0).into(),
+        text.into(),
+    ];
+    let columns = [
+        "id",
+        "name",
+        "job_agent_id",
+        "job_agent_config",
+        "workspace_id",
+        "job_agents",
+    ];
+    insert(db, "deployment", &columns, &[3, 5], vec![row]).await?;
+    Ok(bytes)
+}
+
 /// Fills `db` (empty, on the same MariaDB server) with a copy of database `source`, server
 /// side: much faster than generating the rows again.
 pub async fn copy_on_server(db: &DatabaseConnection, source: &str) -> Result<(), DbErr> {

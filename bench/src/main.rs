@@ -53,6 +53,10 @@ struct Cli {
     /// Keep the benchmark's databases (`bench_*`) afterwards, to inspect them.
     #[arg(long)]
     keep: bool,
+    /// Instead of the comparison: ours' peak memory on `--deployments` deployments plus one
+    /// whose `job_agents` array holds this many MiB.
+    #[arg(long)]
+    huge_array_mib: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -101,6 +105,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let measured_commit = commit();
     std::fs::create_dir_all(&cli.out)?;
     let bench = Bench::new(&cli);
+    if let Some(mib) = cli.huge_array_mib {
+        return huge_array(&bench, &cli, mib).await;
+    }
     let mut rows = vec![];
 
     let started = Instant::now();
@@ -199,6 +206,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     print!("{}", report.markdown());
+    Ok(())
+}
+
+/// Ours' peak memory beside one very large `job_agents` array.
+async fn huge_array(bench: &Bench, cli: &Cli, mib: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let db = bench.fresh("huge").await?;
+    data::generate(&db, cli.deployments, cli.seed).await?;
+    let bytes = data::add_huge_deployment(&db, mib).await?;
+    drop(db);
+    let usage = run_ours(&bench.url("huge")).await?;
+    let array_mib = bytes as f64 / (1 << 20) as f64;
+    let peak_mib = usage.peak_rss_kib as f64 / 1024.0;
+    println!(
+        "{:?}: {} deployments plus one {array_mib:.1} MiB job_agents array: ours took {:.1}s, \
+         peak RSS {peak_mib:.1} MiB ({:.2}x the array)",
+        cli.backend,
+        cli.deployments,
+        usage.wall.as_secs_f64(),
+        peak_mib / array_mib
+    );
+    if !cli.keep {
+        bench.remove("huge").await?;
+    }
     Ok(())
 }
 

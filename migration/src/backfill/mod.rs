@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sea_orm_migration::sea_orm::{
-    ConnectionTrait, DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectionTrait, DbErr, SqliteTransactionMode, StreamTrait, TransactionOptions,
+    TransactionTrait,
 };
 
 use crate::locks::with_lock_retries;
@@ -31,7 +32,7 @@ use crate::stop;
 
 pub use preview::{Preview, preview};
 pub use rules::{LegacyColumn, RejectReason};
-use store::{AgentDirectory, LegacyRow, PlannedDeployment, Selection};
+use store::{AgentDirectory, LegacyRow, Page, PlannedDeployment};
 
 /// What a backfill did, for the log line operators read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,6 +91,7 @@ impl BackfillSummary {
 pub async fn backfill_all<C>(conn: &C) -> Result<BackfillSummary, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
+    C::Transaction: StreamTrait,
 {
     let started = Instant::now();
     let agents = Arc::new(AgentDirectory::load(conn).await?);
@@ -110,6 +112,7 @@ where
 async fn load<C>(conn: &C, agents: Arc<AgentDirectory>) -> Result<BackfillSummary, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
+    C::Transaction: StreamTrait,
 {
     let batch_size = batch_size()?;
     let earlier = store::Earlier::find(conn).await?;
@@ -128,11 +131,12 @@ where
         let batch = with_lock_retries(conn, "backfill batch", write_transaction(), |txn| {
             let (agents, after) = (agents.clone(), cursor.clone());
             Box::pin(async move {
-                let page = Selection::LockedPage {
+                let page = Page {
                     after: after.as_ref(),
                     limit: batch_size,
+                    locked: true,
                 };
-                let batch = store::read_deployments(txn, page).await?;
+                let batch = store::read_page(txn, page, BATCH_BYTES).await?;
                 let written = apply(txn, &batch, &agents, earlier).await?;
                 crate::crash_point!("backfill: batch written, not committed");
                 Ok(batch.last().map(|last| (last.id.clone(), written)))
@@ -169,6 +173,10 @@ fn write_transaction() -> TransactionOptions {
         ..Default::default()
     }
 }
+
+/// Legacy JSON text read per page at most (beyond its first row): a batch of 2,000
+/// deployments with megabytes of `job_agents` each is cut short instead of held whole.
+pub(crate) const BATCH_BYTES: usize = 8 << 20;
 
 fn batch_size() -> Result<u64, DbErr> {
     Ok(Settings::current()?.batch_size)
@@ -208,7 +216,7 @@ where
                 if ids.is_empty() {
                     return Ok((0, BackfillSummary::default()));
                 }
-                let batch = store::read_deployments(txn, Selection::LockedIds(&ids)).await?;
+                let batch = store::read_ids(txn, &ids, true).await?;
                 let written = apply(txn, &batch, &agents, store::Earlier::ANYTHING).await?;
                 capture::forget(txn, &ids).await?;
                 crate::crash_point!("catch-up: batch drained, not committed");
@@ -237,7 +245,7 @@ pub async fn catch_up<C: ConnectionTrait>(conn: &C) -> Result<BackfillSummary, D
         if ids.is_empty() {
             break;
         }
-        let batch = store::read_deployments(conn, Selection::Ids(&ids)).await?;
+        let batch = store::read_ids(conn, &ids, false).await?;
         summary.merge(apply(conn, &batch, &agents, store::Earlier::ANYTHING).await?);
         crate::crash_point!("catch-up: batch written");
         capture::forget(conn, &ids).await?;

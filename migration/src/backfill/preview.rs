@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use super::batch_size;
 use super::rules::{self, RejectReason};
-use super::store::{self, AgentDirectory, Selection};
+use super::store::{self, AgentDirectory, Page};
 
 /// Examples kept per reject reason.
 const EXAMPLES_PER_REASON: usize = 3;
@@ -83,11 +83,12 @@ pub async fn preview(conn: &DatabaseConnection) -> Result<Preview, DbErr> {
     };
     let mut cursor = None;
     loop {
-        let page = Selection::Page {
+        let page = Page {
             after: cursor.as_ref(),
             limit: batch_size,
+            locked: false,
         };
-        let batch = store::read_deployments(conn, page).await?;
+        let batch = store::read_page(conn, page, super::BATCH_BYTES).await?;
         let Some(last) = batch.last() else { break };
         cursor = Some(last.id.clone());
         for row in &batch {
@@ -110,7 +111,7 @@ impl Preview {
                     deployment_id: deployment_id.to_owned(),
                     legacy_column: reject.column.as_str(),
                     entry_index: reject.entry_index,
-                    entry: RawValue::from_string(reject.entry.clone())
+                    entry: RawValue::from_string(reject.entry.to_string())
                         .expect("reject entries are JSON"),
                 });
             }

@@ -9,6 +9,7 @@
 //! bytes, never a re-serialisation: numbers beyond `f64`, unicode escapes and key order
 //! survive exactly.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::value::RawValue;
@@ -125,29 +126,30 @@ pub struct AgentFacts {
     pub workspace_id: Option<IdKey>,
 }
 
-/// A link to write: the agent (by UUID) and the exact JSON text of its config.
+/// A link to write: the agent (by UUID) and the exact JSON text of its config, borrowed from
+/// the source where it can be (a plan holds no second copy of a deployment's legacy text).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedLink {
+pub struct PlannedLink<'a> {
     /// The linked agent.
     pub job_agent: Uuid,
     /// The config, as the exact JSON text of the source.
-    pub config: String,
+    pub config: Cow<'a, str>,
 }
 
 /// A reject row to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedReject {
+pub struct PlannedReject<'a> {
     /// The legacy column the value came from.
     pub column: LegacyColumn,
     /// The 0-based array position, when the reject is about one element.
     pub entry_index: Option<i64>,
     /// Valid JSON text: the entry as stored, or a JSON string holding text that was not JSON.
-    pub entry: String,
+    pub entry: Cow<'a, str>,
     /// Why it was not carried over whole.
     pub reason: RejectReason,
 }
 
-impl PlannedReject {
+impl PlannedReject<'_> {
     /// Whether the deployment's agents end up other than the old application used them.
     /// Values it never read (`job_agents` shadowed by `job_agent_id`, a config without an
     /// agent) change nothing; every other reject drops or alters something it used.
@@ -159,18 +161,18 @@ impl PlannedReject {
 
 /// Everything one deployment turns into.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct Plan<'a> {
     /// Links to write, in entry order.
-    pub links: Vec<PlannedLink>,
+    pub links: Vec<PlannedLink<'a>>,
     /// Reject rows to record.
-    pub rejects: Vec<PlannedReject>,
+    pub rejects: Vec<PlannedReject<'a>>,
 }
 
 /// Applies the backfill rules to one deployment. `agents` answers "which agent has this id".
-pub fn plan_deployment<'f>(
-    deployment: &LegacyDeployment<'_>,
+pub fn plan_deployment<'a, 'f>(
+    deployment: &LegacyDeployment<'a>,
     agents: impl Fn(&Uuid) -> Option<&'f AgentFacts>,
-) -> Plan {
+) -> Plan<'a> {
     let mut plan = Plan::default();
     match &deployment.job_agent_id {
         Some(job_agent_id) => {
@@ -190,11 +192,11 @@ pub fn plan_deployment<'f>(
 
 /// `job_agent_id` set: one link `(job_agent_id, job_agent_config)`, with the same agent and
 /// config checks as an array entry.
-fn plan_single_agent<'f>(
-    deployment: &LegacyDeployment<'_>,
+fn plan_single_agent<'a, 'f>(
+    deployment: &LegacyDeployment<'a>,
     job_agent_id: &IdKey,
     agents: &impl Fn(&Uuid) -> Option<&'f AgentFacts>,
-    plan: &mut Plan,
+    plan: &mut Plan<'a>,
 ) {
     let config_text = deployment.job_agent_config;
     let config = config_text.map(parse_json);
@@ -217,11 +219,11 @@ fn plan_single_agent<'f>(
 
 /// `job_agent_id` set: the old application never read `job_agents`, so whatever it holds is
 /// recorded, not linked.
-fn shadow_job_agents(job_agents: Option<&str>, plan: &mut Plan) {
-    let shadowed = |entry_index, entry: &str| PlannedReject {
+fn shadow_job_agents<'a>(job_agents: Option<&'a str>, plan: &mut Plan<'a>) {
+    let shadowed = |entry_index, entry: &'a str| PlannedReject {
         column: LegacyColumn::JobAgents,
         entry_index,
-        entry: entry.to_owned(),
+        entry: Cow::Borrowed(entry),
         reason: RejectReason::ShadowedByJobAgentId,
     };
     match read_job_agents(job_agents, plan) {
@@ -236,10 +238,10 @@ fn shadow_job_agents(job_agents: Option<&str>, plan: &mut Plan) {
 }
 
 /// `job_agent_id` NULL: each entry of `job_agents`, in order, is linked or recorded.
-fn plan_job_agents<'f>(
-    deployment: &LegacyDeployment<'_>,
+fn plan_job_agents<'a, 'f>(
+    deployment: &LegacyDeployment<'a>,
     agents: &impl Fn(&Uuid) -> Option<&'f AgentFacts>,
-    plan: &mut Plan,
+    plan: &mut Plan<'a>,
 ) {
     let entries = match read_job_agents(deployment.job_agents, plan) {
         JobAgentsValue::Empty => return,
@@ -248,7 +250,7 @@ fn plan_job_agents<'f>(
             plan.rejects.push(PlannedReject {
                 column: LegacyColumn::JobAgents,
                 entry_index: None,
-                entry: value.get().to_owned(),
+                entry: Cow::Borrowed(value.get()),
                 reason: RejectReason::NotAnArray,
             });
             return;
@@ -259,7 +261,7 @@ fn plan_job_agents<'f>(
         let reject = |reason| PlannedReject {
             column: LegacyColumn::JobAgents,
             entry_index: Some(index as i64),
-            entry: raw.get().to_owned(),
+            entry: Cow::Borrowed(raw.get()),
             reason,
         };
         let entry = match Entry::parse(raw) {
@@ -287,7 +289,7 @@ fn plan_job_agents<'f>(
 }
 
 /// `job_agent_id` NULL: a config other than `{}` or null belonged to no agent.
-fn check_orphan_config(job_agent_config: Option<&str>, plan: &mut Plan) {
+fn check_orphan_config<'a>(job_agent_config: Option<&'a str>, plan: &mut Plan<'a>) {
     let Some(text) = job_agent_config else { return };
     let reason = match parse_json(text) {
         Err(()) => RejectReason::InvalidJson,
@@ -305,12 +307,12 @@ fn check_orphan_config(job_agent_config: Option<&str>, plan: &mut Plan) {
 /// The checks shared by `job_agent_id` and array entries, in table order:
 /// `invalid_ref`, `unknown_job_agent`, `cross_workspace`, `invalid_config`.
 /// On success, returns the agent and the config text to store.
-fn check_agent_and_config<'f>(
+fn check_agent_and_config<'a, 'f>(
     agent_ref: Option<Uuid>,
-    config: Option<&RawValue>,
+    config: Option<&'a RawValue>,
     deployment: &LegacyDeployment<'_>,
     agents: &impl Fn(&Uuid) -> Option<&'f AgentFacts>,
-) -> Result<(Uuid, String), RejectReason> {
+) -> Result<(Uuid, Cow<'a, str>), RejectReason> {
     let agent_id = agent_ref.ok_or(RejectReason::InvalidRef)?;
     let agent = agents(&agent_id).ok_or(RejectReason::UnknownJobAgent)?;
     if let (Some(ours), Some(theirs)) = (&deployment.workspace_id, &agent.workspace_id)
@@ -319,9 +321,9 @@ fn check_agent_and_config<'f>(
         return Err(RejectReason::CrossWorkspace);
     }
     let config = match config {
-        None => "{}".to_owned(),
-        Some(value) if is_null(value) => "{}".to_owned(),
-        Some(value) if is_object(value) && !holds_nul(value.get()) => value.get().to_owned(),
+        None => Cow::Borrowed("{}"),
+        Some(value) if is_null(value) => Cow::Borrowed("{}"),
+        Some(value) if is_object(value) && !holds_nul(value.get()) => Cow::Borrowed(value.get()),
         Some(_) => return Err(RejectReason::InvalidConfig),
     };
     Ok((agent_id, config))
@@ -336,7 +338,7 @@ enum JobAgentsValue<'a> {
 }
 
 /// Parses the stored `job_agents` text; records `invalid_json` itself.
-fn read_job_agents<'a>(text: Option<&'a str>, plan: &mut Plan) -> JobAgentsValue<'a> {
+fn read_job_agents<'a>(text: Option<&'a str>, plan: &mut Plan<'a>) -> JobAgentsValue<'a> {
     let Some(text) = text else {
         return JobAgentsValue::Empty;
     };
@@ -398,17 +400,17 @@ impl<'a> Entry<'a> {
 }
 
 /// The reject entry for the `job_agent_id` pair: `{"ref": <id>, "config": <config>}`.
-fn single_agent_entry(job_agent_id: &IdKey, config: Option<&str>) -> String {
-    let config = config.map_or_else(|| "null".to_owned(), json_or_string);
+fn single_agent_entry(job_agent_id: &IdKey, config: Option<&str>) -> Cow<'static, str> {
+    let config = config.map_or(Cow::Borrowed("null"), json_or_string);
     let reference = serde_json::to_string(&job_agent_id.to_string()).expect("a string serialises");
-    format!("{{\"ref\":{reference},\"config\":{config}}}")
+    Cow::Owned(format!("{{\"ref\":{reference},\"config\":{config}}}"))
 }
 
 /// Valid JSON text for `text`: itself when it is JSON, otherwise a JSON string holding it.
-fn json_or_string(text: &str) -> String {
+fn json_or_string(text: &str) -> Cow<'_, str> {
     match parse_json(text) {
-        Ok(value) => value.get().to_owned(),
-        Err(()) => serde_json::to_string(text).expect("a string serialises"),
+        Ok(value) => Cow::Borrowed(value.get()),
+        Err(()) => Cow::Owned(serde_json::to_string(text).expect("a string serialises")),
     }
 }
 
@@ -432,9 +434,9 @@ fn holds_nul(json: &str) -> bool {
 
 /// A reject entry every backend can store: the JSON itself, or a JSON string holding its
 /// text when it holds a NUL character.
-fn storable(entry: String) -> String {
+fn storable(entry: Cow<'_, str>) -> Cow<'_, str> {
     match holds_nul(&entry) {
-        true => serde_json::to_string(&entry).expect("a string serialises"),
+        true => Cow::Owned(serde_json::to_string(&entry).expect("a string serialises")),
         false => entry,
     }
 }

@@ -3,7 +3,10 @@
 use std::collections::{HashMap, HashSet};
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DbBackend, QueryResult};
+use std::pin::pin;
+
+use futures_util::StreamExt;
+use sea_orm_migration::sea_orm::{DbBackend, QueryResult, StreamTrait};
 use uuid::Uuid;
 
 use super::ids::StoredId;
@@ -72,6 +75,12 @@ impl LegacyRow {
         })
     }
 
+    /// The size of its legacy JSON text, which dominates a row's memory.
+    fn text_bytes(&self) -> usize {
+        let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+        text(&self.job_agents) + text(&self.job_agent_config)
+    }
+
     pub fn as_legacy(&self) -> LegacyDeployment<'_> {
         LegacyDeployment {
             workspace_id: self.workspace_id.as_ref().map(StoredId::key),
@@ -82,35 +91,74 @@ impl LegacyRow {
     }
 }
 
-/// Which deployments to read.
-pub enum Selection<'a> {
-    /// The next `limit` after `after` (from the start when `None`), in id order.
-    Page {
-        after: Option<&'a StoredId>,
-        limit: u64,
-    },
-    /// Like `Page`, and the rows stay locked against updates and deletes until the
-    /// transaction ends (MariaDB/MySQL: a deployment deleted between the read and the
-    /// insert of its links would fail the insert's foreign key). PostgreSQL checks the keys
-    /// after the load instead; SQLite's write transaction keeps other writers out.
-    LockedPage {
-        after: Option<&'a StoredId>,
-        limit: u64,
-    },
-    /// Exactly these (those that still exist).
-    Ids(&'a [StoredId]),
-    /// Like `Ids`, and the rows stay locked against updates and deletes until the
-    /// transaction ends (PostgreSQL and MariaDB/MySQL; SQLite's write transaction keeps
-    /// other writers out), so a write racing with the read waits for it.
-    LockedIds(&'a [StoredId]),
+/// A page of deployments in id order: the next `limit` after `after` (from the start when
+/// `None`).
+pub struct Page<'a> {
+    pub after: Option<&'a StoredId>,
+    pub limit: u64,
+    /// Keep the rows locked against updates and deletes until the transaction ends
+    /// (MariaDB/MySQL: a deployment deleted between the read and the insert of its links
+    /// would fail the insert's foreign key). PostgreSQL checks the keys after the load
+    /// instead; SQLite's write transaction keeps other writers out.
+    pub locked: bool,
 }
 
-/// Reads deployments' legacy columns.
-pub async fn read_deployments<C: ConnectionTrait>(
+/// Reads a page of deployments' legacy columns. The page ends early, after at least one
+/// row, once its legacy text reaches `byte_budget`: memory is bounded by bytes, not only rows,
+/// whatever the size of a deployment's `job_agents` (rows are streamed, and those past the
+/// budget are left for the next page).
+pub async fn read_page<C: ConnectionTrait + StreamTrait>(
     conn: &C,
-    selection: Selection<'_>,
+    page: Page<'_>,
+    byte_budget: usize,
+) -> Result<Vec<LegacyRow>, DbErr> {
+    let backend = ConnectionTrait::get_database_backend(conn);
+    let mut query = deployments_query(backend);
+    query.limit(page.limit);
+    if let Some(after) = page.after {
+        query.and_where(Expr::col((Deployment::Table, Deployment::Id)).gt(after.to_value()));
+    }
+    if page.locked && backend == DbBackend::MySql {
+        query.lock_shared();
+    }
+    let mut stream = pin!(conn.stream_raw(backend.build(&query)).await?);
+    let (mut rows, mut bytes) = (vec![], 0);
+    while let Some(row) = stream.next().await {
+        let row = LegacyRow::decode(backend, &row?)?;
+        bytes += row.text_bytes();
+        rows.push(row);
+        if bytes >= byte_budget {
+            break;
+        }
+    }
+    Ok(rows)
+}
+
+/// Reads exactly these deployments (those that still exist). `locked` keeps them locked
+/// against updates and deletes until the transaction ends (PostgreSQL and MariaDB/MySQL;
+/// SQLite's write transaction keeps other writers out), so a write racing with the read
+/// waits for it.
+pub async fn read_ids<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[StoredId],
+    locked: bool,
 ) -> Result<Vec<LegacyRow>, DbErr> {
     let backend = conn.get_database_backend();
+    let mut query = deployments_query(backend);
+    query.and_where(
+        Expr::col((Deployment::Table, Deployment::Id)).is_in(ids.iter().map(StoredId::to_value)),
+    );
+    if locked && backend != DbBackend::Sqlite {
+        query.lock_shared();
+    }
+    let rows = conn.query_all(&query).await?;
+    rows.iter()
+        .map(|row| LegacyRow::decode(backend, row))
+        .collect()
+}
+
+/// Ids, workspace and the legacy columns, as stored, in id order.
+fn deployments_query(backend: DbBackend) -> SelectStatement {
     let mut query = Query::select();
     query
         .exprs(select_id(backend, Deployment::Table, Deployment::Id))
@@ -136,37 +184,13 @@ pub async fn read_deployments<C: ConnectionTrait>(
         ))
         .from(Deployment::Table)
         .order_by((Deployment::Table, Deployment::Id), Order::Asc);
-    let id = Expr::col((Deployment::Table, Deployment::Id));
-    match selection {
-        Selection::Page { after, limit } | Selection::LockedPage { after, limit } => {
-            query.limit(limit);
-            if let Some(after) = after {
-                query.and_where(id.gt(after.to_value()));
-            }
-            if matches!(selection, Selection::LockedPage { .. }) && backend == DbBackend::MySql {
-                query.lock_shared();
-            }
-        }
-        Selection::Ids(ids) => {
-            query.and_where(id.is_in(ids.iter().map(StoredId::to_value)));
-        }
-        Selection::LockedIds(ids) => {
-            query.and_where(id.is_in(ids.iter().map(StoredId::to_value)));
-            if backend != DbBackend::Sqlite {
-                query.lock_shared();
-            }
-        }
-    }
-    let rows = conn.query_all(&query).await?;
-    rows.iter()
-        .map(|row| LegacyRow::decode(backend, row))
-        .collect()
+    query
 }
 
 /// One deployment's id and what the rules made of it.
-pub struct PlannedDeployment {
+pub struct PlannedDeployment<'a> {
     pub id: StoredId,
-    pub plan: Plan,
+    pub plan: Plan<'a>,
 }
 
 /// How many deployments there are (for progress reports).
@@ -219,7 +243,7 @@ pub(crate) async fn has_rows<C: ConnectionTrait>(
 /// Replaces the links of these deployments and records their rejects not yet recorded.
 pub async fn write_plans<C: ConnectionTrait>(
     conn: &C,
-    planned: &[PlannedDeployment],
+    planned: &[PlannedDeployment<'_>],
     agents: &AgentDirectory,
     earlier: Earlier,
 ) -> Result<(), DbErr> {
@@ -245,20 +269,22 @@ pub async fn write_plans<C: ConnectionTrait>(
         true => RecordedRejects::load(conn, planned).await?,
         false => RecordedRejects::default(),
     };
-    let rejects: Vec<Vec<Expr>> = planned
+    // Rows become bound values a statement at a time: a deployment with a huge `job_agents`
+    // may have hundreds of thousands of reject rows.
+    let rejects: Vec<(&PlannedDeployment, &PlannedReject)> = planned
         .iter()
         .flat_map(|p| p.plan.rejects.iter().map(move |reject| (p, reject)))
         .filter(|(p, reject)| !recorded.contains(&p.id, reject))
-        .map(|(p, reject)| {
-            vec![
-                Expr::val(p.id.to_value()),
-                Expr::val(reject.column.as_str()),
-                Expr::val(reject.entry_index),
-                json_value(backend, reject.entry.clone()),
-                Expr::val(reject.reason.as_str()),
-            ]
-        })
         .collect();
+    let rows = rejects.iter().map(|(p, reject)| {
+        vec![
+            Expr::val(p.id.to_value()),
+            Expr::val(reject.column.as_str()),
+            Expr::val(reject.entry_index),
+            json_value(backend, reject.entry.to_string()),
+            Expr::val(reject.reason.as_str()),
+        ]
+    });
     let reject_columns = [
         BackfillReject::DeploymentId,
         BackfillReject::LegacyColumn,
@@ -266,7 +292,7 @@ pub async fn write_plans<C: ConnectionTrait>(
         BackfillReject::Entry,
         BackfillReject::Reason,
     ];
-    insert_rows(conn, BackfillReject::Table, reject_columns, rejects).await
+    insert_rows(conn, BackfillReject::Table, reject_columns, rows).await
 }
 
 /// A link to insert: deployment and agent ids as stored, config as exact JSON text.
@@ -274,16 +300,13 @@ type LinkRow<'a> = (&'a StoredId, &'a StoredId, &'a str);
 
 async fn insert_links<C: ConnectionTrait>(conn: &C, links: Vec<LinkRow<'_>>) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
-    let rows = links
-        .into_iter()
-        .map(|(deployment, agent, config)| {
-            vec![
-                Expr::val(deployment.to_value()),
-                Expr::val(agent.to_value()),
-                json_value(backend, config.to_owned()),
-            ]
-        })
-        .collect();
+    let rows = links.into_iter().map(|(deployment, agent, config)| {
+        vec![
+            Expr::val(deployment.to_value()),
+            Expr::val(agent.to_value()),
+            json_value(backend, config.to_owned()),
+        ]
+    });
     let columns = [
         DeploymentJobAgent::DeploymentId,
         DeploymentJobAgent::JobAgentId,
@@ -296,11 +319,10 @@ async fn insert_rows<C: ConnectionTrait, T: IntoIden, I: IntoIden + Copy>(
     conn: &C,
     table: T,
     columns: impl IntoIterator<Item = I> + Clone,
-    rows: Vec<Vec<Expr>>,
+    mut rows: impl ExactSizeIterator<Item = Vec<Expr>>,
 ) -> Result<(), DbErr> {
     let table = table.into_iden();
     let mut left = rows.len();
-    let mut rows = rows.into_iter();
     while left > 0 {
         let size = chunk_size(left);
         left -= size;
@@ -334,7 +356,7 @@ struct RecordedRejects {
 impl RecordedRejects {
     async fn load<C: ConnectionTrait>(
         conn: &C,
-        planned: &[PlannedDeployment],
+        planned: &[PlannedDeployment<'_>],
     ) -> Result<Self, DbErr> {
         let mut entries: HashMap<_, HashSet<String>> = HashMap::new();
         let ids: Vec<Value> = (planned.iter())

@@ -34,7 +34,7 @@ fn directory() -> Vec<(Uuid, AgentFacts)> {
     .collect()
 }
 
-fn plan_with(deployment: LegacyDeployment<'_>) -> Plan {
+fn plan_with(deployment: LegacyDeployment<'_>) -> Plan<'_> {
     let agents = directory();
     plan_deployment(&deployment, |id| {
         agents.iter().find(|(a, _)| a == id).map(|(_, f)| f)
@@ -57,10 +57,10 @@ fn reasons(plan: &Plan) -> Vec<(Option<i64>, RejectReason)> {
         .collect()
 }
 
-fn link(agent: &str, config: &str) -> PlannedLink {
+fn link(agent: &str, config: &str) -> PlannedLink<'static> {
     PlannedLink {
         job_agent: Uuid::parse_str(agent).unwrap(),
-        config: config.to_owned(),
+        config: config.to_owned().into(),
     }
 }
 
@@ -84,9 +84,8 @@ fn bare_string_and_uppercase_refs_are_linked_with_empty_config() {
 
 #[test]
 fn null_config_means_empty_object() {
-    let plan = plan_with(in_workspace(&format!(
-        r#"[{{"ref":"{AGENT}","config":null}}]"#
-    )));
+    let source = format!(r#"[{{"ref":"{AGENT}","config":null}}]"#);
+    let plan = plan_with(in_workspace(&source));
     assert_eq!(plan.links, vec![link(AGENT, "{}")]);
 }
 
@@ -155,7 +154,8 @@ fn other_uuid_spellings_are_accepted() {
 
 #[test]
 fn a_ref_to_no_agent_is_unknown_job_agent() {
-    let plan = plan_with(in_workspace(&format!(r#"["{MISSING_AGENT}"]"#)));
+    let source = format!(r#"["{MISSING_AGENT}"]"#);
+    let plan = plan_with(in_workspace(&source));
     assert_eq!(
         reasons(&plan),
         vec![(Some(0), RejectReason::UnknownJobAgent)]
@@ -164,7 +164,8 @@ fn a_ref_to_no_agent_is_unknown_job_agent() {
 
 #[test]
 fn an_agent_of_another_workspace_is_cross_workspace() {
-    let plan = plan_with(in_workspace(&format!(r#"["{FOREIGN_AGENT}"]"#)));
+    let source = format!(r#"["{FOREIGN_AGENT}"]"#);
+    let plan = plan_with(in_workspace(&source));
     assert_eq!(
         reasons(&plan),
         vec![(Some(0), RejectReason::CrossWorkspace)]
@@ -173,7 +174,8 @@ fn an_agent_of_another_workspace_is_cross_workspace() {
 
 #[test]
 fn a_missing_workspace_on_either_side_is_not_cross_workspace() {
-    let plan = plan_with(in_workspace(&format!(r#"["{HOMELESS_AGENT}"]"#)));
+    let source = format!(r#"["{HOMELESS_AGENT}"]"#);
+    let plan = plan_with(in_workspace(&source));
     assert_eq!(plan.links, vec![link(HOMELESS_AGENT, "{}")]);
     let mut homeless = in_workspace("");
     homeless.workspace_id = None;
@@ -377,7 +379,8 @@ fn has_nul(value: &serde_json::Value) -> bool {
 #[test]
 fn a_config_holding_a_nul_character_is_invalid_config_recorded_as_text() {
     let element = format!(r#"{{"ref":"{AGENT}","config":{{"k":"a\u0000b"}}}}"#);
-    let plan = plan_with(in_workspace(&format!("[{element}]")));
+    let source = format!("[{element}]");
+    let plan = plan_with(in_workspace(&source));
     assert!(plan.links.is_empty());
     assert_eq!(reasons(&plan), vec![(Some(0), RejectReason::InvalidConfig)]);
     let entry = stored(&plan.rejects[0].entry);
@@ -388,9 +391,8 @@ fn a_config_holding_a_nul_character_is_invalid_config_recorded_as_text() {
 #[test]
 fn an_escaped_backslash_before_u0000_is_plain_text_and_links() {
     let config = r#"{"path":"C:\\u0000"}"#;
-    let plan = plan_with(in_workspace(&format!(
-        r#"[{{"ref":"{AGENT}","config":{config}}}]"#
-    )));
+    let source = format!(r#"[{{"ref":"{AGENT}","config":{config}}}]"#);
+    let plan = plan_with(in_workspace(&source));
     assert_eq!(plan.links, vec![link(AGENT, config)]);
     assert!(plan.rejects.is_empty());
 }
