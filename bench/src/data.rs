@@ -40,6 +40,16 @@ impl Rng {
     }
 }
 
+/// The legacy `deployment` columns the generator writes (JSON at positions 3 and 5).
+const DEPLOYMENT_COLUMNS: [&str; 6] = [
+    "id",
+    "name",
+    "job_agent_id",
+    "job_agent_config",
+    "workspace_id",
+    "job_agents",
+];
+
 pub fn workspace_id(n: u64) -> Uuid {
     Uuid::from_u128(0x1000_0000_0000_0000_0000_0000_0000_0000 + u128::from(n))
 }
@@ -72,14 +82,6 @@ pub async fn generate(db: &DatabaseConnection, deployments: u64, seed: u64) -> R
     .await?;
 
     let mut rng = Rng::new(seed);
-    let columns = [
-        "id",
-        "name",
-        "job_agent_id",
-        "job_agent_config",
-        "workspace_id",
-        "job_agents",
-    ];
     let mut rows = Vec::with_capacity(ROWS_PER_INSERT);
     for d in 0..deployments {
         rows.push(deployment(&mut rng, d));
@@ -87,14 +89,14 @@ pub async fn generate(db: &DatabaseConnection, deployments: u64, seed: u64) -> R
             insert(
                 db,
                 "deployment",
-                &columns,
+                &DEPLOYMENT_COLUMNS,
                 &[3, 5],
                 std::mem::take(&mut rows),
             )
             .await?;
         }
     }
-    insert(db, "deployment", &columns, &[3, 5], rows).await?;
+    insert(db, "deployment", &DEPLOYMENT_COLUMNS, &[3, 5], rows).await?;
     let analyze = match backend {
         DbBackend::Postgres => "VACUUM ANALYZE",
         DbBackend::MySql => "ANALYZE TABLE deployment, job_agent, workspace",
@@ -133,15 +135,7 @@ pub async fn add_huge_deployment(db: &DatabaseConnection, megabytes: u64) -> Res
         workspace_id(0).into(),
         text.into(),
     ];
-    let columns = [
-        "id",
-        "name",
-        "job_agent_id",
-        "job_agent_config",
-        "workspace_id",
-        "job_agents",
-    ];
-    insert(db, "deployment", &columns, &[3, 5], vec![row]).await?;
+    insert(db, "deployment", &DEPLOYMENT_COLUMNS, &[3, 5], vec![row]).await?;
     Ok(bytes)
 }
 
