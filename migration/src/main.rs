@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use migration::settings::{self, Settings};
 use migration::{Migrator, MigratorTrait, SchemaManager};
-use sea_orm_migration::sea_orm::{ConnectOptions, Database};
+use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use tracing_subscriber::EnvFilter;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -141,39 +141,7 @@ async fn run(options: ConnectOptions, command: Command) -> Result<(), String> {
     let db = Database::connect(options)
         .await
         .map_err(|e| format!("cannot connect to the database: {e}"))?;
-    // Before the migrator writes its own bookkeeping table: refuse a foreign `deployment`
-    // without changing anything.
-    let manager = SchemaManager::new(&db);
-    let first_run = !manager
-        .has_table("seaql_migrations")
-        .await
-        .map_err(|e| e.to_string())?;
-    if first_run {
-        migration::legacy_shape::check(&manager)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    // A role that lacks a privilege hears about all of them before anything changes.
-    let pending_work = first_run
-        || !(Migrator::get_pending_migrations(&db).await)
-            .map_err(|e| e.to_string())?
-            .is_empty();
-    if matches!(command, Command::Up { .. }) && pending_work {
-        migration::privileges::require(&db)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    let destructive = match &command {
-        Command::Fresh(d) => Some(("fresh", d.discard_data)),
-        Command::Refresh(d) => Some(("refresh", d.discard_data)),
-        Command::Reset(d) => Some(("reset", d.discard_data)),
-        _ => None,
-    };
-    if let Some((name, false)) = destructive {
-        migration::data_guard::refuse_if_data(&db, name)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    preflight(&db, &command).await.map_err(|e| e.to_string())?;
     let result = match command {
         Command::Fresh(_) => Migrator::fresh(&db).await,
         Command::Refresh(_) => Migrator::refresh(&db).await,
@@ -202,6 +170,33 @@ async fn run(options: ConnectOptions, command: Command) -> Result<(), String> {
         }
     };
     result.map_err(|e| e.to_string())
+}
+
+/// What must hold before anything changes: a `deployment` of the legacy shape (on a first
+/// run, before the migrator writes its own bookkeeping table), every privilege `up` needs
+/// (all missing ones named at once), and no data in tables a destructive command would drop.
+async fn preflight(db: &DatabaseConnection, command: &Command) -> Result<(), DbErr> {
+    let manager = SchemaManager::new(db);
+    let first_run = !manager.has_table("seaql_migrations").await?;
+    if first_run {
+        migration::legacy_shape::check(&manager).await?;
+    }
+    let destructive = match command {
+        Command::Up { .. } => {
+            if first_run || !Migrator::get_pending_migrations(db).await?.is_empty() {
+                migration::privileges::require(db).await?;
+            }
+            return Ok(());
+        }
+        Command::Fresh(d) => ("fresh", d.discard_data),
+        Command::Refresh(d) => ("refresh", d.discard_data),
+        Command::Reset(d) => ("reset", d.discard_data),
+        _ => return Ok(()),
+    };
+    match destructive {
+        (name, false) => migration::data_guard::refuse_if_data(db, name).await,
+        (_, true) => Ok(()),
+    }
 }
 
 /// The password in a database URL (`scheme://user:password@host/…`), if any.
