@@ -17,6 +17,7 @@ on_every_backend!(
     rerunning_the_backfill_duplicates_nothing,
     links_survive_dropping_the_legacy_columns,
     writes_after_the_backfill_are_caught_up_before_the_drop,
+    a_failed_backfill_leaves_the_join_table_whole_and_a_rerun_finishes,
 );
 
 const W1: Uuid = Uuid::from_u128(0xaaaa_0001);
@@ -559,4 +560,69 @@ async fn writes_after_the_backfill_are_caught_up_before_the_drop(db: TestDb) {
             .await
             .is_empty()
     );
+}
+
+/// A backfill that fails half-way (here a trigger refuses one deployment's link) puts back
+/// what the bulk load set aside (the join table's foreign keys and reverse index), says why,
+/// and a rerun after the cause is gone finishes the job.
+async fn a_failed_backfill_leaves_the_join_table_whole_and_a_rerun_finishes(db: TestDb) {
+    let cases = cases(false);
+    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    seed(&legacy, &cases).await;
+    Migrator::up(&db.conn, Some(2))
+        .await
+        .expect("the join table");
+    let keys = tests::schema::foreign_keys(&db, "deployment_job_agent").await;
+    let index = || {
+        tests::schema::index_columns(
+            &db,
+            "deployment_job_agent",
+            "deployment_job_agent_job_agent_id_idx",
+        )
+    };
+    let reverse_index = index().await;
+    // Deployment d(1) of the cases: it has links.
+    let refuse: &[&str] = match db.backend {
+        Backend::Postgres => &[
+            "CREATE FUNCTION jat_refuse_link() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+            "CREATE TRIGGER jat_refuse_link BEFORE INSERT ON deployment_job_agent FOR EACH ROW \
+             WHEN (NEW.deployment_id = '00000000-0000-0000-0000-00000000d001') \
+             EXECUTE FUNCTION jat_refuse_link()",
+        ],
+        Backend::MariaDb => &[
+            "CREATE TRIGGER jat_refuse_link BEFORE INSERT ON deployment_job_agent FOR EACH ROW \
+             IF NEW.deployment_id = '00000000-0000-0000-0000-00000000d001' THEN \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test'; END IF",
+        ],
+        Backend::Sqlite => &[
+            "CREATE TRIGGER jat_refuse_link BEFORE INSERT ON deployment_job_agent \
+             WHEN NEW.deployment_id = '00000000-0000-0000-0000-00000000d001' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        ],
+    };
+    for sql in refuse {
+        db.exec(sql, vec![]).await;
+    }
+    let error = Migrator::up(&db.conn, None)
+        .await
+        .expect_err("the backfill must fail");
+    assert!(error.to_string().contains("refused by the test"), "{error}");
+    assert_eq!(
+        tests::schema::foreign_keys(&db, "deployment_job_agent").await,
+        keys,
+        "foreign keys put back"
+    );
+    assert_eq!(index().await, reverse_index, "reverse index put back");
+
+    let drop = match db.backend {
+        Backend::Postgres => "DROP TRIGGER jat_refuse_link ON deployment_job_agent",
+        _ => "DROP TRIGGER jat_refuse_link",
+    };
+    db.exec(drop, vec![]).await;
+    Migrator::up(&db.conn, None)
+        .await
+        .expect("a rerun finishes");
+    let expected: Vec<LinkRow> = expected_links(&cases);
+    assert_eq!(read::links(&db).await, expected);
 }
