@@ -68,7 +68,7 @@ where
         if waited + backoff > settings.lock_retry_for {
             return Err(DbErr::Migration(format!(
                 "gave up on {what} after {tries} tries in {:.1}s ({}), waiting for {in_the_way}: \
-                 nothing of this step was kept; end that session or run `up` again later",
+                 nothing of this step was kept; end that session, or run the command again later",
                 waited.as_secs_f64(),
                 contention.as_str(),
             )));
