@@ -5,6 +5,7 @@
 use sea_orm_migration::prelude::*;
 
 use crate::backends;
+use crate::backfill::store::count_rows;
 
 /// The migrator's own bookkeeping, which says nothing about the operator's data.
 const BOOKKEEPING: &str = "seaql_migrations";
@@ -27,19 +28,9 @@ pub async fn tables_with_rows<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableR
         if table == BOOKKEEPING {
             continue;
         }
-        let count = Query::select()
-            .expr(Expr::col(Asterisk).count())
-            .from(Alias::new(table.as_str()))
-            .to_owned();
-        let rows: i64 = match conn.query_one(&count).await? {
-            Some(row) => row.try_get_by_index(0)?,
-            None => 0,
-        };
+        let rows = count_rows(conn, Alias::new(table.as_str())).await?;
         if rows > 0 {
-            found.push(TableRows {
-                table,
-                rows: <u64 as TryFrom<i64>>::try_from(rows).unwrap_or(0),
-            });
+            found.push(TableRows { table, rows });
         }
     }
     Ok(found)

@@ -17,6 +17,20 @@ use crate::backfill::store::has_rows;
 use crate::dialect::{column_type, is_plain_type_name};
 use crate::tables::{LEGACY_COLUMNS, LegacyColumnRecord};
 
+/// The record's columns, in the order [`LegacyColumnDef::decode`] reads them (the same as the
+/// backends' catalogue queries).
+const RECORD_COLUMNS: [LegacyColumnRecord; 9] = [
+    LegacyColumnRecord::ColumnName,
+    LegacyColumnRecord::DeclaredType,
+    LegacyColumnRecord::NotNull,
+    LegacyColumnRecord::DefaultExpr,
+    LegacyColumnRecord::CheckClause,
+    LegacyColumnRecord::FkName,
+    LegacyColumnRecord::FkTable,
+    LegacyColumnRecord::FkColumn,
+    LegacyColumnRecord::FkOnDelete,
+];
+
 /// How one legacy column was declared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyColumnDef {
@@ -97,17 +111,9 @@ pub async fn record<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
         return Ok(());
     }
     let mut insert = Query::insert();
-    insert.into_table(LegacyColumnRecord::Table).columns([
-        LegacyColumnRecord::ColumnName,
-        LegacyColumnRecord::DeclaredType,
-        LegacyColumnRecord::NotNull,
-        LegacyColumnRecord::DefaultExpr,
-        LegacyColumnRecord::CheckClause,
-        LegacyColumnRecord::FkName,
-        LegacyColumnRecord::FkTable,
-        LegacyColumnRecord::FkColumn,
-        LegacyColumnRecord::FkOnDelete,
-    ]);
+    insert
+        .into_table(LegacyColumnRecord::Table)
+        .columns(RECORD_COLUMNS);
     for def in &defs {
         let fk = def.foreign_key.as_ref();
         insert.values_panic([
@@ -135,17 +141,7 @@ pub async fn recorded(manager: &SchemaManager<'_>) -> Result<Vec<LegacyColumnDef
         return baseline(conn).await;
     }
     let query = Query::select()
-        .columns([
-            LegacyColumnRecord::ColumnName,
-            LegacyColumnRecord::DeclaredType,
-            LegacyColumnRecord::NotNull,
-            LegacyColumnRecord::DefaultExpr,
-            LegacyColumnRecord::CheckClause,
-            LegacyColumnRecord::FkName,
-            LegacyColumnRecord::FkTable,
-            LegacyColumnRecord::FkColumn,
-            LegacyColumnRecord::FkOnDelete,
-        ])
+        .columns(RECORD_COLUMNS)
         .from(LegacyColumnRecord::Table)
         .to_owned();
     let mut defs = vec![];

@@ -113,29 +113,34 @@ fn a_foreign_deployment_table_is_refused_and_nothing_changes() {
     assert_eq!(schema(), before, "the database changed");
 }
 
-/// Runs fixed SQL on any database the test names by URL.
-fn exec_sql(url: &str, sql: &str) {
-    use sea_orm_migration::sea_orm::{ConnectionTrait, Database};
+/// Runs `work` on a connection to `url`, from a synchronous test.
+fn on_database<T>(
+    url: &str,
+    work: impl AsyncFnOnce(&sea_orm_migration::sea_orm::DatabaseConnection) -> T,
+) -> T {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let db = Database::connect(url).await.unwrap();
-        db.execute_unprepared(sql).await.unwrap();
-    });
+        let db = sea_orm_migration::sea_orm::Database::connect(url)
+            .await
+            .unwrap();
+        work(&db).await
+    })
 }
 
-fn sqlite_count(url: &str, table: &str) -> i64 {
-    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, Statement};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let db = Database::connect(url).await.unwrap();
-        let sql = format!("SELECT COUNT(*) FROM {table}");
-        let statement = Statement::from_string(db.get_database_backend(), sql);
+/// Runs fixed SQL on any database the test names by URL.
+fn exec_sql(url: &str, sql: &str) {
+    use sea_orm_migration::sea_orm::ConnectionTrait;
+    on_database(url, async |db| db.execute_unprepared(sql).await.map(|_| ())).unwrap();
+}
+
+/// The first column of the first row of `sql`, a count.
+fn scalar(url: &str, sql: &str) -> i64 {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
+    on_database(url, async |db| {
+        let statement = Statement::from_string(db.get_database_backend(), sql.to_owned());
         let row = db.query_one_raw(statement).await.unwrap().unwrap();
         row.try_get_by_index(0).unwrap()
     })
@@ -164,8 +169,16 @@ fn fresh_refresh_and_reset_refuse_to_drop_rows_unless_told() {
             stderr.contains("audit_log (2 rows)") && stderr.contains("workspace (1 rows)"),
             "{stderr}"
         );
-        assert_eq!(sqlite_count(&url, "workspace"), 1, "{command} changed data");
-        assert_eq!(sqlite_count(&url, "audit_log"), 2, "{command} changed data");
+        assert_eq!(
+            scalar(&url, "SELECT COUNT(*) FROM workspace"),
+            1,
+            "{command} changed data"
+        );
+        assert_eq!(
+            scalar(&url, "SELECT COUNT(*) FROM audit_log"),
+            2,
+            "{command} changed data"
+        );
     }
     let forced = migration(&dir, &["-u", &url, "fresh", "--discard-data"]);
     assert!(
@@ -173,7 +186,7 @@ fn fresh_refresh_and_reset_refuse_to_drop_rows_unless_told() {
         "{}",
         String::from_utf8_lossy(&forced.stderr)
     );
-    assert_eq!(sqlite_count(&url, "workspace"), 0);
+    assert_eq!(scalar(&url, "SELECT COUNT(*) FROM workspace"), 0);
 }
 
 #[test]
@@ -234,20 +247,6 @@ fn no_output_shows_a_password() {
         .unwrap();
     assert!(output.status.success(), "{}", show(&output));
     assert!(!show(&output).contains(secret), "{}", show(&output));
-}
-
-fn scalar(url: &str, sql: &str) -> i64 {
-    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, Statement};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let db = Database::connect(url).await.unwrap();
-        let statement = Statement::from_string(db.get_database_backend(), sql.to_owned());
-        let row = db.query_one_raw(statement).await.unwrap().unwrap();
-        row.try_get_by_index(0).unwrap()
-    })
 }
 
 /// A legacy database and a role with row privileges only; `up` as that role must name every

@@ -224,6 +224,29 @@ macro_rules! on_server_backends {
     };
 }
 
+/// The body of a test binary's child-process entry point: migrates `url` all the way up, and
+/// on error prints one line and exits 1, as the command does. With `stop_on_signals`, Ctrl-C
+/// and SIGTERM stop it the way they stop the command.
+#[cfg(feature = "runtime-tokio")]
+pub fn migrate_as_child(url: &str, stop_on_signals: bool) {
+    use migration::{Migrator, MigratorTrait};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        if stop_on_signals {
+            migration::stop::stop_on_signals();
+        }
+        let db = connect(url).await;
+        if let Err(error) = Migrator::up(&db, None).await {
+            eprintln!("error: {error}");
+            std::process::exit(1);
+        }
+    });
+}
+
 /// A second connection to `db` that records the SQL text of every statement it runs
 /// (values travel separately and are not recorded).
 pub async fn recording_connection(

@@ -195,3 +195,12 @@ pub async fn fingerprint(db: &TestDb) -> String {
     }
     out
 }
+
+/// Deployments whose legacy `job_agents` or `job_agent_config` is NULL (after a `down`: not
+/// filled back).
+pub async fn unfilled_legacy_rows(db: &TestDb) -> i64 {
+    let sql = "SELECT COUNT(*) FROM deployment \
+               WHERE job_agents IS NULL OR job_agent_config IS NULL";
+    let row = rows(db, sql, vec![]).await;
+    row[0].try_get_by_index(0).expect("a count")
+}

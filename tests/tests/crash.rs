@@ -8,7 +8,6 @@
 use std::process::Command;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::Database;
 use tests::legacy::{Legacy, LegacySchema, seed_messy};
 use tests::read::{self, LinkRow, RejectRow};
 use tests::schema::{self, ForeignKeyFacts};
@@ -26,14 +25,7 @@ fn child_process_entry_point() {
     let Ok(url) = std::env::var(CHILD_URL) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let db = Database::connect(&url).await.expect("child connects");
-        Migrator::up(&db, None).await.expect("child migrates");
-    });
+    tests::migrate_as_child(&url, false);
 }
 
 /// What must be the same after a rerun as after an uninterrupted run.

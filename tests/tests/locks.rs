@@ -313,14 +313,5 @@ async fn restoring_many_columns_never_holds_readers_for_long(backend: Backend) {
         "a reader waited {} ms during down",
         longest_read.as_millis()
     );
-    let unfilled = db.statement(
-        "SELECT COUNT(*) FROM deployment WHERE job_agents IS NULL OR job_agent_config IS NULL",
-        vec![],
-    );
-    let row = db.conn.query_one_raw(unfilled).await.unwrap().unwrap();
-    assert_eq!(
-        row.try_get_by_index::<i64>(0).unwrap(),
-        0,
-        "every row filled"
-    );
+    assert_eq!(read::unfilled_legacy_rows(&db).await, 0, "every row filled");
 }

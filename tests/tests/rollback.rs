@@ -117,16 +117,7 @@ async fn round_trip(legacy: &Legacy<'_>) {
             .is_empty(),
         "the record is gone once the columns are back"
     );
-    let filled = db.statement(
-        "SELECT COUNT(*) FROM deployment WHERE job_agents IS NULL OR job_agent_config IS NULL",
-        vec![],
-    );
-    let row = db.conn.query_one_raw(filled).await.unwrap().unwrap();
-    assert_eq!(
-        row.try_get_by_index::<i64>(0).unwrap(),
-        0,
-        "every row filled"
-    );
+    assert_eq!(read::unfilled_legacy_rows(db).await, 0, "every row filled");
 
     Migrator::up(&db.conn, None).await.expect("up again");
     assert_eq!(read::links(db).await, links);

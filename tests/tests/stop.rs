@@ -11,7 +11,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::Database;
 use tests::legacy::{Legacy, LegacySchema};
 use tests::{Backend, TestDb, on_every_backend, read, schema};
 use uuid::Uuid;
@@ -28,19 +27,7 @@ fn child_process_entry_point() {
     let Ok(url) = std::env::var(CHILD_URL) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        migration::stop::stop_on_signals();
-        let db = Database::connect(&url).await.expect("child connects");
-        if let Err(error) = Migrator::up(&db, None).await {
-            eprintln!("error: {error}");
-            std::process::exit(1);
-        }
-    });
+    tests::migrate_as_child(&url, true);
 }
 
 async fn a_stop_request_ends_the_backfill_at_a_batch_boundary(db: TestDb) {

@@ -100,13 +100,7 @@ pub async fn pending<C: ConnectionTrait>(conn: &C, limit: u64) -> Result<Vec<Sto
 
 /// How many deployments are marked pending.
 pub async fn count_pending<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
-    let query = Query::select()
-        .expr(Expr::col(Asterisk).count())
-        .from(BackfillPending::Table)
-        .to_owned();
-    let row = conn.query_one(&query).await?;
-    let count: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
-    Ok(<u64 as TryFrom<i64>>::try_from(count).unwrap_or(0))
+    super::store::count_rows(conn, BackfillPending::Table).await
 }
 
 /// Marks these deployments as caught up.

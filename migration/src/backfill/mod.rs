@@ -29,6 +29,7 @@ use sea_orm_migration::sea_orm::{
 use crate::locks::with_lock_retries;
 use crate::settings::Settings;
 use crate::stop;
+use crate::tables::Deployment;
 
 pub use preview::{Preview, preview};
 pub use rules::{LegacyColumn, RejectReason};
@@ -116,7 +117,7 @@ where
 {
     let batch_size = batch_size()?;
     let earlier = store::Earlier::find(conn).await?;
-    let mut progress = progress::Progress::start(store::count_deployments(conn).await?);
+    let mut progress = progress::Progress::start(store::count_rows(conn, Deployment::Table).await?);
     let mut summary = BackfillSummary::default();
     let mut cursor = None;
     loop {

@@ -193,11 +193,14 @@ pub struct PlannedDeployment<'a> {
     pub plan: Plan<'a>,
 }
 
-/// How many deployments there are (for progress reports).
-pub async fn count_deployments<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
+/// How many rows `table` holds.
+pub(crate) async fn count_rows<C: ConnectionTrait>(
+    conn: &C,
+    table: impl IntoIden,
+) -> Result<u64, DbErr> {
     let query = Query::select()
         .expr(Expr::col(Asterisk).count())
-        .from(Deployment::Table)
+        .from(table)
         .to_owned();
     let row = conn.query_one(&query).await?;
     let count: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
