@@ -1,6 +1,6 @@
 //! Fault injection for crash tests: with the `fault-injection` feature and
 //! `MIGRATION_CRASH_AT=k`, the process aborts (no cleanup, like `kill -9`) at the k-th
-//! crash point it reaches. Without the feature, [`crash_point!`] compiles to nothing.
+//! crash point it reaches. Without the feature, [`crash_point!`](crate::crash_point) compiles to nothing.
 
 /// Marks a place where a crash must leave the database recoverable by a rerun of `up`.
 #[macro_export]

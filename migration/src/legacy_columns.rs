@@ -131,8 +131,8 @@ pub async fn record<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     conn.execute(&insert).await.map(|_| ())
 }
 
-/// The recorded declarations, in [`LEGACY_COLUMNS`] order; the baseline's where nothing was
-/// recorded (a database migrated before the record existed).
+/// The recorded declarations, in `job_agents`, `job_agent_id`, `job_agent_config` order; the
+/// baseline's where nothing was recorded (a database migrated before the record existed).
 pub async fn recorded(manager: &SchemaManager<'_>) -> Result<Vec<LegacyColumnDef>, DbErr> {
     let conn = manager.get_connection();
     if !manager.has_table(record_table_name()).await?
