@@ -152,6 +152,17 @@ pub trait Backend: Send + Sync {
     /// foreign key, each holding a strong lock for an instant at most.
     fn restore_constraints(&self, column: &LegacyColumnDef) -> Vec<ConstraintStep>;
 
+    /// Statements that install the capture triggers on `deployment` (see
+    /// `backfill::capture`). An update is recorded only when it changes a column the rules
+    /// read (`id`, `workspace_id` and the three legacy columns): the application's other
+    /// writes (renames, selectors) then cost the drop step's critical section nothing.
+    /// Values are compared as text or bytes, so a change of case in a JSON string counts
+    /// whatever the column's type or collation.
+    fn capture_triggers(&self) -> &'static [&'static str];
+
+    /// Statements that remove what [`Backend::capture_triggers`] installed.
+    fn remove_capture_triggers(&self) -> &'static [&'static str];
+
     /// What the connected role lacks of what the migrations need, one description per row;
     /// no rows when nothing is missing (or the backend has no privileges, like SQLite).
     fn missing_privileges(&self) -> Statement;

@@ -144,6 +144,31 @@ impl Backend for MySql {
         }]
     }
 
+    fn capture_triggers(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_insert \
+             AFTER INSERT ON deployment FOR EACH ROW \
+             INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) VALUES (NEW.id)",
+            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_update \
+             AFTER UPDATE ON deployment FOR EACH ROW \
+             IF NOT (CAST(OLD.id AS BINARY) <=> CAST(NEW.id AS BINARY) \
+               AND CAST(OLD.workspace_id AS BINARY) <=> CAST(NEW.workspace_id AS BINARY) \
+               AND CAST(OLD.job_agents AS BINARY) <=> CAST(NEW.job_agents AS BINARY) \
+               AND CAST(OLD.job_agent_id AS BINARY) <=> CAST(NEW.job_agent_id AS BINARY) \
+               AND CAST(OLD.job_agent_config AS BINARY) <=> CAST(NEW.job_agent_config AS BINARY)) \
+             THEN INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
+               VALUES (NEW.id); \
+             END IF",
+        ]
+    }
+
+    fn remove_capture_triggers(&self) -> &'static [&'static str] {
+        &[
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_insert",
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update",
+        ]
+    }
+
     fn missing_privileges(&self) -> Statement {
         Statement::from_string(
             DbBackend::MySql,

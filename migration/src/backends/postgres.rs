@@ -148,6 +148,44 @@ impl Backend for Postgres {
         steps
     }
 
+    fn capture_triggers(&self) -> &'static [&'static str] {
+        &[
+            // SECURITY DEFINER: the application's role may write `deployment` without any
+            // privilege on the pending table. The table is named with its schema and the
+            // search path is fixed, so no object of the caller's can stand in for ours.
+            "DO $do$ BEGIN EXECUTE format($sql$ \
+               CREATE OR REPLACE FUNCTION deployment_job_agent_backfill_capture() \
+               RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+               SET search_path = pg_catalog, pg_temp AS $fn$ BEGIN \
+                 INSERT INTO %I.deployment_job_agent_backfill_pending (deployment_id) \
+                 VALUES (NEW.id) ON CONFLICT DO NOTHING; \
+                 RETURN NULL; \
+               END $fn$ $sql$, current_schema()); END $do$",
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture ON deployment",
+            "CREATE TRIGGER deployment_job_agent_backfill_capture AFTER INSERT \
+             ON deployment FOR EACH ROW EXECUTE FUNCTION deployment_job_agent_backfill_capture()",
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update ON deployment",
+            "CREATE TRIGGER deployment_job_agent_backfill_capture_update AFTER UPDATE \
+             ON deployment FOR EACH ROW WHEN ( \
+               (CAST(OLD.id AS text), CAST(OLD.workspace_id AS text), \
+                CAST(OLD.job_agents AS text), CAST(OLD.job_agent_id AS text), \
+                CAST(OLD.job_agent_config AS text)) \
+               IS DISTINCT FROM \
+               (CAST(NEW.id AS text), CAST(NEW.workspace_id AS text), \
+                CAST(NEW.job_agents AS text), CAST(NEW.job_agent_id AS text), \
+                CAST(NEW.job_agent_config AS text))) \
+             EXECUTE FUNCTION deployment_job_agent_backfill_capture()",
+        ]
+    }
+
+    fn remove_capture_triggers(&self) -> &'static [&'static str] {
+        &[
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture ON deployment",
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update ON deployment",
+            "DROP FUNCTION IF EXISTS deployment_job_agent_backfill_capture()",
+        ]
+    }
+
     fn missing_privileges(&self) -> Statement {
         Statement::from_string(
             DbBackend::Postgres,

@@ -72,6 +72,34 @@ impl Backend for Sqlite {
         vec![]
     }
 
+    fn capture_triggers(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_insert \
+             AFTER INSERT ON deployment BEGIN \
+               INSERT OR IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
+               VALUES (NEW.id); \
+             END",
+            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_update \
+             AFTER UPDATE ON deployment \
+             WHEN OLD.id IS NOT NEW.id COLLATE BINARY \
+               OR OLD.workspace_id IS NOT NEW.workspace_id COLLATE BINARY \
+               OR OLD.job_agents IS NOT NEW.job_agents COLLATE BINARY \
+               OR OLD.job_agent_id IS NOT NEW.job_agent_id COLLATE BINARY \
+               OR OLD.job_agent_config IS NOT NEW.job_agent_config COLLATE BINARY \
+             BEGIN \
+               INSERT OR IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
+               VALUES (NEW.id); \
+             END",
+        ]
+    }
+
+    fn remove_capture_triggers(&self) -> &'static [&'static str] {
+        &[
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_insert",
+            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update",
+        ]
+    }
+
     fn missing_privileges(&self) -> Statement {
         Statement::from_string(DbBackend::Sqlite, "SELECT '' WHERE 0")
     }

@@ -11,8 +11,9 @@
 //! Every statement here is fixed text: the only names in it are ours.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DbBackend, TransactionTrait};
+use sea_orm_migration::sea_orm::TransactionTrait;
 
+use crate::backends;
 use crate::dialect::{column_type, read_id, select_id};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::BackfillPending;
@@ -59,7 +60,7 @@ pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
         )
         .to_owned();
     conn.execute(&table).await?;
-    for sql in install_triggers(conn.get_database_backend()) {
+    for sql in backends::of(conn.get_database_backend()).capture_triggers() {
         conn.execute_unprepared(sql).await?;
         crate::crash_point!("capture: trigger step");
     }
@@ -69,7 +70,7 @@ pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
 /// [`remove`] on a connection that already runs a locked step.
 pub async fn remove_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     lock_in_order(conn, TableLock::access_exclusive("deployment"), &[]).await?;
-    for sql in remove_triggers(conn.get_database_backend()) {
+    for sql in backends::of(conn.get_database_backend()).remove_capture_triggers() {
         conn.execute_unprepared(sql).await?;
     }
     let drop = Table::drop()
@@ -112,87 +113,4 @@ pub async fn forget<C: ConnectionTrait>(conn: &C, ids: &[StoredId]) -> Result<()
         )
         .to_owned();
     conn.execute(&delete).await.map(|_| ())
-}
-
-// An update is recorded only when it changes a column the rules read (`id`, `workspace_id`
-// and the three legacy columns): the live application's other writes (renames, selectors)
-// then cost the drop migration's critical section nothing. Values are compared as text or
-// bytes, so a change of case in a JSON string counts whatever the column's type or collation.
-fn install_triggers(backend: DbBackend) -> &'static [&'static str] {
-    match backend {
-        DbBackend::Postgres => &[
-            // SECURITY DEFINER: the application's role may write `deployment` without any
-            // privilege on the pending table. The table is named with its schema and the
-            // search path is fixed, so no object of the caller's can stand in for ours.
-            "DO $do$ BEGIN EXECUTE format($sql$ \
-               CREATE OR REPLACE FUNCTION deployment_job_agent_backfill_capture() \
-               RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
-               SET search_path = pg_catalog, pg_temp AS $fn$ BEGIN \
-                 INSERT INTO %I.deployment_job_agent_backfill_pending (deployment_id) \
-                 VALUES (NEW.id) ON CONFLICT DO NOTHING; \
-                 RETURN NULL; \
-               END $fn$ $sql$, current_schema()); END $do$",
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture ON deployment",
-            "CREATE TRIGGER deployment_job_agent_backfill_capture AFTER INSERT \
-             ON deployment FOR EACH ROW EXECUTE FUNCTION deployment_job_agent_backfill_capture()",
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update ON deployment",
-            "CREATE TRIGGER deployment_job_agent_backfill_capture_update AFTER UPDATE \
-             ON deployment FOR EACH ROW WHEN ( \
-               (CAST(OLD.id AS text), CAST(OLD.workspace_id AS text), \
-                CAST(OLD.job_agents AS text), CAST(OLD.job_agent_id AS text), \
-                CAST(OLD.job_agent_config AS text)) \
-               IS DISTINCT FROM \
-               (CAST(NEW.id AS text), CAST(NEW.workspace_id AS text), \
-                CAST(NEW.job_agents AS text), CAST(NEW.job_agent_id AS text), \
-                CAST(NEW.job_agent_config AS text))) \
-             EXECUTE FUNCTION deployment_job_agent_backfill_capture()",
-        ],
-        DbBackend::Sqlite => &[
-            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_insert \
-             AFTER INSERT ON deployment BEGIN \
-               INSERT OR IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
-               VALUES (NEW.id); \
-             END",
-            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_update \
-             AFTER UPDATE ON deployment \
-             WHEN OLD.id IS NOT NEW.id COLLATE BINARY \
-               OR OLD.workspace_id IS NOT NEW.workspace_id COLLATE BINARY \
-               OR OLD.job_agents IS NOT NEW.job_agents COLLATE BINARY \
-               OR OLD.job_agent_id IS NOT NEW.job_agent_id COLLATE BINARY \
-               OR OLD.job_agent_config IS NOT NEW.job_agent_config COLLATE BINARY \
-             BEGIN \
-               INSERT OR IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
-               VALUES (NEW.id); \
-             END",
-        ],
-        _ => &[
-            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_insert \
-             AFTER INSERT ON deployment FOR EACH ROW \
-             INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) VALUES (NEW.id)",
-            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_update \
-             AFTER UPDATE ON deployment FOR EACH ROW \
-             IF NOT (CAST(OLD.id AS BINARY) <=> CAST(NEW.id AS BINARY) \
-               AND CAST(OLD.workspace_id AS BINARY) <=> CAST(NEW.workspace_id AS BINARY) \
-               AND CAST(OLD.job_agents AS BINARY) <=> CAST(NEW.job_agents AS BINARY) \
-               AND CAST(OLD.job_agent_id AS BINARY) <=> CAST(NEW.job_agent_id AS BINARY) \
-               AND CAST(OLD.job_agent_config AS BINARY) <=> CAST(NEW.job_agent_config AS BINARY)) \
-             THEN INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
-               VALUES (NEW.id); \
-             END IF",
-        ],
-    }
-}
-
-fn remove_triggers(backend: DbBackend) -> &'static [&'static str] {
-    match backend {
-        DbBackend::Postgres => &[
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture ON deployment",
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update ON deployment",
-            "DROP FUNCTION IF EXISTS deployment_job_agent_backfill_capture()",
-        ],
-        _ => &[
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_insert",
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update",
-        ],
-    }
 }
