@@ -2,13 +2,15 @@
 //!
 //! Before the backfill reads its first batch, triggers on `deployment` start recording the id
 //! of every row inserted, or updated in a column the rules read, into
-//! `deployment_job_agent_backfill_pending`. The drop migration then blocks writers, backfills
-//! those ids again ([`super::catch_up`]) and drops the legacy columns in the same critical
-//! section, so no legacy write is lost: one committed before the triggers existed is seen by
-//! the backfill's scan, one committed after them is in the pending table. Deleted deployments
-//! need nothing: their links go by `ON DELETE CASCADE`.
+//! `deployment_job_agent_backfill_pending`. The drop migration backfills those ids again,
+//! batch by batch with writers going on ([`super::drain_pending`]), then the last few in the
+//! critical section that drops the legacy columns ([`super::catch_up`]), so no legacy write is
+//! lost: one committed before the triggers existed is seen by the backfill's scan, one
+//! committed after them is in the pending table. Deleted deployments need nothing: their
+//! links go by `ON DELETE CASCADE`.
 //!
-//! Every statement here is fixed text: the only names in it are ours.
+//! The triggers' SQL is each backend's (`Backend::capture_triggers`); this module owns when
+//! they are installed and removed, and the pending table.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::TransactionTrait;
