@@ -72,34 +72,18 @@ impl Settings {
     /// The defaults, overridden by `MIGRATION_LOCK_TIMEOUT`, `MIGRATION_LOCK_RETRY_FOR` and
     /// `MIGRATION_BATCH_SIZE` where set.
     pub fn from_env() -> Result<Settings, SettingsError> {
-        let mut settings = Settings::default();
-        if let Some(value) = read_env(LOCK_TIMEOUT_ENV) {
-            settings.lock_timeout = parse_duration(&value).map_err(|problem| SettingsError {
-                variable: LOCK_TIMEOUT_ENV,
-                value,
-                problem,
-            })?;
-        }
-        if let Some(value) = read_env(LOCK_RETRY_FOR_ENV) {
-            settings.lock_retry_for = parse_duration(&value).map_err(|problem| SettingsError {
-                variable: LOCK_RETRY_FOR_ENV,
-                value,
-                problem,
-            })?;
-        }
-        if let Some(value) = read_env(BATCH_SIZE_ENV) {
-            settings.batch_size = match value.trim().parse() {
-                Ok(size) if size > 0 => size,
-                _ => {
-                    return Err(SettingsError {
-                        variable: BATCH_SIZE_ENV,
-                        value,
-                        problem: "expected a whole number above 0".to_owned(),
-                    });
-                }
-            };
-        }
-        Ok(settings)
+        let defaults = Settings::default();
+        let batch_size = |text: &str| match text.trim().parse() {
+            Ok(size) if size > 0 => Ok(size),
+            _ => Err("expected a whole number above 0".to_owned()),
+        };
+        Ok(Settings {
+            lock_timeout: env_setting(LOCK_TIMEOUT_ENV, parse_duration)?
+                .unwrap_or(defaults.lock_timeout),
+            lock_retry_for: env_setting(LOCK_RETRY_FOR_ENV, parse_duration)?
+                .unwrap_or(defaults.lock_retry_for),
+            batch_size: env_setting(BATCH_SIZE_ENV, batch_size)?.unwrap_or(defaults.batch_size),
+        })
     }
 
     /// Makes these the settings of every migration run by this process from now on.
@@ -126,10 +110,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-fn read_env(variable: &str) -> Option<String> {
-    std::env::var(variable)
+/// `variable` read with `parse`, if it is set (and not blank).
+fn env_setting<T>(
+    variable: &'static str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, SettingsError> {
+    let Some(value) = std::env::var(variable)
         .ok()
         .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    parse(&value).map(Some).map_err(|problem| SettingsError {
+        variable,
+        value,
+        problem,
+    })
 }
 
 #[cfg(test)]
