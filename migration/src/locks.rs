@@ -63,6 +63,9 @@ where
         let Some(contention) = contention else {
             return result;
         };
+        if let Err(error) = &result {
+            tracing::debug!("{what}: try {tries} lost to contention: {error}");
+        }
         let waited = started.elapsed();
         let in_the_way = in_the_way(&holders);
         if waited + backoff > settings.lock_retry_for {

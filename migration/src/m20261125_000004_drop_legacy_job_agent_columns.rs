@@ -1,23 +1,24 @@
 //! Drops `job_agents`, `job_agent_id` and `job_agent_config` from `deployment`.
 //!
-//! Writers are kept out while the last legacy writes are caught up and the columns go, so
-//! nothing written to them is lost: PostgreSQL locks `deployment` for the step's short
-//! transaction; MariaDB holds `LOCK TABLES` (its DDL commits as it goes, so each step checks
-//! what is already done); SQLite does it in one write transaction while it rebuilds the table
-//! (see [`crate::sqlite_rebuild`]), keeping every link. Just before, the columns' declarations
-//! are recorded ([`crate::legacy_columns`]), and `down` gives back exactly those, filled from
-//! the links in batches.
+//! Nothing written to the legacy columns is lost: PostgreSQL locks `deployment` for the
+//! step's short transaction while it catches up the last captured writes and drops the
+//! columns; SQLite does it in one write transaction while it rebuilds the table (see
+//! [`crate::sqlite_rebuild`]); MariaDB, whose DDL commits as it goes and whose table locks are
+//! node-local on a Galera cluster, first renames the columns (no session can write them from
+//! then on), catches up in batches beside the application, then drops them. Just before, the
+//! columns' declarations are recorded ([`crate::legacy_columns`]), and `down` gives back
+//! exactly those, filled from the links in batches.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement};
 
 use crate::backends::{self, sqlite::column_definition};
-use crate::backfill::{capture, catch_up, drain_pending};
+use crate::backfill::{capture, catch_up, catch_up_retired, drain_pending};
 use crate::legacy_columns::{self, LegacyColumnDef};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::refill::{job_agents_from_links, job_agents_from_links_in};
 use crate::sqlite_rebuild;
-use crate::tables::{Deployment, LEGACY_COLUMNS};
+use crate::tables::{Deployment, LEGACY_COLUMNS, RETIRED_LEGACY_COLUMNS};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -29,10 +30,11 @@ impl MigrationTrait for Migration {
         let conn = manager.get_connection();
         // Most captured writes are caught up batch by batch, writers still going, so the
         // part that keeps them out is left with the last few.
-        if manager.has_table(PENDING).await? {
+        let backend = manager.get_database_backend();
+        if backend != DbBackend::MySql && manager.has_table(PENDING).await? {
             drain_pending(conn).await?;
         }
-        match manager.get_database_backend() {
+        match backend {
             DbBackend::Sqlite => {
                 let first = async |txn: &_| {
                     legacy_columns::record(txn).await?;
@@ -47,15 +49,7 @@ impl MigrationTrait for Migration {
                 })
                 .await
             }
-            _ => {
-                // Before the foreign key goes; kept if a failed run recorded it already.
-                legacy_columns::record(conn).await?;
-                let what = "dropping the legacy columns (LOCK TABLES deployment)";
-                with_lock_retries(conn, what, Default::default(), |txn| {
-                    Box::pin(drop_under_mysql_lock(txn))
-                })
-                .await
-            }
+            _ => retire_and_drop_mysql(manager).await,
         }
     }
 
@@ -169,8 +163,7 @@ where
 
 /// Applies the writes captured since the backfill, then stops capturing. Without the
 /// pending table there is nothing to do: capture creates it before its triggers and drops
-/// it after them. (Under MariaDB's `LOCK TABLES` even `DROP TABLE IF EXISTS` of a missing
-/// table fails, so the check is needed, not just tidy.)
+/// it after them.
 async fn finish_backfill(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     if !manager.has_table(PENDING).await? {
         return Ok(());
@@ -180,12 +173,17 @@ async fn finish_backfill(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
 }
 
 async fn drop_legacy_columns(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    drop_columns(manager, &LEGACY_COLUMNS).await
+}
+
+/// Drops those of `columns` that `deployment` has, in one statement.
+async fn drop_columns(manager: &SchemaManager<'_>, columns: &[&str]) -> Result<(), DbErr> {
     let mut alter = Table::alter();
     alter.table(Deployment::Table);
     let mut any = false;
-    for column in LEGACY_COLUMNS {
+    for column in columns {
         if manager.has_column("deployment", column).await? {
-            alter.drop_column(Alias::new(column));
+            alter.drop_column(Alias::new(*column));
             any = true;
         }
     }
@@ -195,46 +193,84 @@ async fn drop_legacy_columns(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     }
 }
 
-/// Every table the catch-up and the drop touch; foreign-key parents and trigger targets are
-/// locked implicitly.
-async fn lock_mysql_tables(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    let mut sql = "LOCK TABLES deployment WRITE, deployment_job_agent WRITE, \
-                   deployment_job_agent_backfill_reject WRITE, job_agent READ"
-        .to_owned();
-    if manager.has_table(PENDING).await? {
-        sql.push_str(", deployment_job_agent_backfill_pending WRITE");
+/// MariaDB commits DDL statement by statement, and on a Galera cluster a node-local lock
+/// (`LOCK TABLES`) would keep out only that node's writers. So the legacy columns are first
+/// *retired*: renamed in one statement, after which no session anywhere in the cluster can
+/// write them (a statement naming them fails, as it will once they are dropped). Every write
+/// that landed before is pending by then; those are caught up in batches beside the
+/// application, and then the retired columns go. Each step is idempotent, so a rerun after a
+/// failure anywhere finishes the job.
+async fn retire_and_drop_mysql(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let conn = manager.get_connection();
+    let capturing = manager.has_table(PENDING).await?;
+    if has_any_column(manager, &LEGACY_COLUMNS).await? {
+        if capturing {
+            drain_pending(conn).await?;
+        }
+        // Before the foreign key goes; kept if a failed run recorded it already.
+        legacy_columns::record(conn).await?;
+        let what = "dropping the legacy columns, step 1: renaming them (writes that name them \
+                    fail from now on)";
+        with_lock_retries(conn, what, Default::default(), |txn| {
+            Box::pin(retire_mysql(txn, capturing))
+        })
+        .await?;
     }
-    manager
-        .get_connection()
-        .execute_unprepared(&sql)
-        .await
-        .map(|_| ())
+    if capturing {
+        let what = "removing the capture triggers from deployment";
+        with_lock_retries(conn, what, Default::default(), |txn| {
+            Box::pin(capture::stop_in(txn))
+        })
+        .await?;
+        catch_up_retired(conn).await?;
+    }
+    let what = "dropping the legacy columns, step 2: dropping the renamed columns";
+    with_lock_retries(conn, what, Default::default(), |txn| {
+        Box::pin(drop_retired_mysql(txn))
+    })
+    .await
 }
 
-/// `LOCK TABLES` belongs to the session: the step's transaction pins one connection, and
-/// the tables are always unlocked before it goes back to the pool.
-async fn drop_under_mysql_lock(txn: &DatabaseTransaction) -> Result<(), DbErr> {
-    let locked = SchemaManager::new(txn);
-    let result = match lock_mysql_tables(&locked).await {
-        Ok(()) => drop_under_mysql_tables_lock(&locked).await,
-        Err(error) => Err(error),
-    };
-    let unlocked = txn.execute_unprepared("UNLOCK TABLES").await;
-    result?;
-    unlocked.map(|_| ())
-}
-
-/// MariaDB commits each DDL statement, and a step that fails is retried from the start once
-/// the tables are unlocked: what can still fail for want of a lock (dropping the foreign key
-/// to `job_agent` needs that table too) goes before the triggers, because once they are gone
-/// a write made between two tries would not be captured.
-async fn drop_under_mysql_tables_lock(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    crate::crash_point!("drop: tables locked");
-    drop_mysql_foreign_keys(manager, "job_agent_id").await?;
+/// Drops the foreign key of `job_agent_id` (MariaDB keeps a column that one uses), widens the
+/// capture so that it stops reading the legacy columns (an update trigger that reads a
+/// renamed column fails every update), then renames them.
+async fn retire_mysql(txn: &DatabaseTransaction, capturing: bool) -> Result<(), DbErr> {
+    let manager = SchemaManager::new(txn);
+    drop_mysql_foreign_keys(&manager, "job_agent_id").await?;
     crate::crash_point!("drop: foreign keys dropped");
-    finish_backfill(manager).await?;
-    crate::crash_point!("drop: caught up");
-    drop_legacy_columns(manager).await
+    if capturing {
+        capture::capture_every_update_in(txn).await?;
+        crate::crash_point!("drop: capture widened");
+    }
+    let mut rename = Table::alter();
+    rename.table(Deployment::Table);
+    let mut any = false;
+    for (live, retired) in LEGACY_COLUMNS.iter().zip(RETIRED_LEGACY_COLUMNS) {
+        if manager.has_column("deployment", live).await? {
+            rename.rename_column(Alias::new(*live), Alias::new(retired));
+            any = true;
+        }
+    }
+    if any {
+        manager.alter_table(rename).await?;
+    }
+    Ok(())
+}
+
+async fn drop_retired_mysql(txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    let manager = SchemaManager::new(txn);
+    drop_columns(&manager, &RETIRED_LEGACY_COLUMNS).await?;
+    crate::crash_point!("drop: retired columns dropped");
+    capture::forget_all_in(txn).await
+}
+
+async fn has_any_column(manager: &SchemaManager<'_>, columns: &[&str]) -> Result<bool, DbErr> {
+    for column in columns {
+        if manager.has_column("deployment", column).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// MariaDB will not drop a column that a foreign key uses, so its constraints go first.

@@ -80,6 +80,40 @@ pub fn job_agent_id_index() -> IndexCreateStatement {
 /// The legacy columns the drop migration removes and its `down` gives back.
 pub const LEGACY_COLUMNS: [&str; 3] = ["job_agents", "job_agent_id", "job_agent_config"];
 
+/// The legacy columns under the names MariaDB's drop step gives them while it catches up the
+/// last writes, in the order of [`LEGACY_COLUMNS`]: an application statement that names
+/// the legacy columns fails from then on, as it will once they are dropped.
+pub const RETIRED_LEGACY_COLUMNS: [&str; 3] = [
+    "retired_job_agents",
+    "retired_job_agent_id",
+    "retired_job_agent_config",
+];
+
+/// Which names the legacy columns go by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegacyNames {
+    /// As the application knows them.
+    Live,
+    /// After MariaDB's drop step renamed them ([`RETIRED_LEGACY_COLUMNS`]).
+    Retired,
+}
+
+impl LegacyNames {
+    /// The name of `column` (one of [`LEGACY_COLUMNS`]).
+    pub fn of(self, column: Deployment) -> Alias {
+        let live = match column {
+            Deployment::JobAgents => 0,
+            Deployment::JobAgentId => 1,
+            Deployment::JobAgentConfig => 2,
+            _ => unreachable!("not a legacy column"),
+        };
+        Alias::new(match self {
+            LegacyNames::Live => LEGACY_COLUMNS[live],
+            LegacyNames::Retired => RETIRED_LEGACY_COLUMNS[live],
+        })
+    }
+}
+
 /// How each legacy column was declared when the drop migration removed it, so its `down`
 /// gives back exactly that (type, nullability, default, foreign key), not what the baseline
 /// would have created.

@@ -5,7 +5,7 @@
 //! One implementation per backend behind [`Backend`]; [`of`] is the one place that picks it.
 //! Every statement here is fixed text with bound values.
 
-mod mysql;
+pub mod mysql;
 mod postgres;
 pub mod sqlite;
 
@@ -159,6 +159,15 @@ pub trait Backend: Send + Sync {
     /// Values are compared as text or bytes, so a change of case in a JSON string counts
     /// whatever the column's type or collation.
     fn capture_triggers(&self) -> &'static [&'static str];
+
+    /// Statements that make the capture record every update of `deployment` and read no
+    /// legacy column, so the columns can be renamed while the capture is still on (a trigger
+    /// that reads a renamed column fails every update). Only MariaDB's drop step renames
+    /// them (its DDL commits statement by statement); elsewhere the drop step is one
+    /// transaction and this is empty.
+    fn capture_every_update(&self) -> &'static [&'static str] {
+        &[]
+    }
 
     /// Statements that remove what [`Backend::capture_triggers`] installed.
     fn remove_capture_triggers(&self) -> &'static [&'static str];

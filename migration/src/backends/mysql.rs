@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sea_orm_migration::sea_orm::{DbBackend, Statement, sqlx};
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, sqlx};
 
 use super::{Backend, ConstraintStep, Contention, TableLock, foreign_key_name};
 use crate::legacy_columns::LegacyColumnDef;
@@ -12,8 +12,33 @@ use crate::tables::LEGACY_COLUMNS;
 
 pub struct MySql;
 
+/// Whether the server is a node of a Galera cluster (`wsrep_on`).
+pub async fn is_galera<C: ConnectionTrait>(conn: &C) -> Result<bool, DbErr> {
+    let statement = Statement::from_string(DbBackend::MySql, "SHOW VARIABLES LIKE 'wsrep_on'");
+    Ok(match conn.query_one_raw(statement).await? {
+        Some(row) => row
+            .try_get_by_index::<String>(1)?
+            .eq_ignore_ascii_case("ON"),
+        None => false,
+    })
+}
+
+/// Says in the log when the server is a node of a Galera cluster, and what the migration
+/// does differently there.
+pub async fn log_if_galera<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    if is_galera(conn).await? {
+        tracing::info!(
+            "Galera cluster (wsrep_on): each DDL statement runs in total order on every node; \
+             a batch that loses certification to another node's write is retried from that \
+             batch; the drop step takes no node-local lock (it renames the legacy columns, catches up, then \
+             drops them)"
+        );
+    }
+    Ok(())
+}
+
 impl Backend for MySql {
-    /// Metadata locks (DDL, `LOCK TABLES`) are never waited for: MariaDB breaks a
+    /// Metadata locks (DDL) are never waited for: MariaDB breaks a
     /// metadata-lock deadlock by failing the DML side, so a migration waiting for one would
     /// fail an application transaction that read `deployment` and then writes it. A
     /// metadata lock that is not free is a lock timeout at once, retried after a backoff.
@@ -162,6 +187,14 @@ impl Backend for MySql {
         ]
     }
 
+    fn capture_every_update(&self) -> &'static [&'static str] {
+        &[
+            "CREATE OR REPLACE TRIGGER deployment_job_agent_backfill_capture_update \
+           AFTER UPDATE ON deployment FOR EACH ROW \
+           INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) VALUES (NEW.id)",
+        ]
+    }
+
     fn remove_capture_triggers(&self) -> &'static [&'static str] {
         &[
             "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_insert",
@@ -176,7 +209,7 @@ impl Backend for MySql {
                SELECT 'SELECT' AS p UNION ALL SELECT 'INSERT' UNION ALL SELECT 'UPDATE' \
                UNION ALL SELECT 'DELETE' UNION ALL SELECT 'CREATE' UNION ALL SELECT 'DROP' \
                UNION ALL SELECT 'ALTER' UNION ALL SELECT 'INDEX' UNION ALL SELECT 'REFERENCES' \
-               UNION ALL SELECT 'TRIGGER' UNION ALL SELECT 'LOCK TABLES') AS needed, \
+               UNION ALL SELECT 'TRIGGER' ) AS needed, \
                (SELECT CONCAT(CHAR(39), SUBSTRING_INDEX(CURRENT_USER(), '@', 1), CHAR(39), \
                   '@', CHAR(39), SUBSTRING_INDEX(CURRENT_USER(), '@', -1), CHAR(39)) \
                 AS grantee, \

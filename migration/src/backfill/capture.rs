@@ -51,6 +51,15 @@ where
 /// [`install`] on a connection that already runs a locked step.
 pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     lock_in_order(conn, TableLock::access_exclusive("deployment"), &[]).await?;
+    create_pending_table(conn).await?;
+    for sql in backends::of(conn.get_database_backend()).capture_triggers() {
+        conn.execute_unprepared(sql).await?;
+        crate::crash_point!("capture: trigger step");
+    }
+    Ok(())
+}
+
+async fn create_pending_table<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     let id_type = column_type(conn, "deployment", "id").await?;
     let table = Table::create()
         .table(BackfillPending::Table)
@@ -61,25 +70,42 @@ pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
                 .primary_key(),
         )
         .to_owned();
-    conn.execute(&table).await?;
-    for sql in backends::of(conn.get_database_backend()).capture_triggers() {
+    conn.execute(&table).await.map(|_| ())
+}
+
+/// Widens the capture to every update, reading no legacy column (see
+/// `Backend::capture_every_update`), on a connection that already runs a locked step.
+pub async fn capture_every_update_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    for sql in backends::of(conn.get_database_backend()).capture_every_update() {
         conn.execute_unprepared(sql).await?;
-        crate::crash_point!("capture: trigger step");
     }
     Ok(())
 }
 
-/// [`remove`] on a connection that already runs a locked step.
-pub async fn remove_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+/// Drops the triggers, keeping what they recorded, on a connection that already runs a
+/// locked step.
+pub async fn stop_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     lock_in_order(conn, TableLock::access_exclusive("deployment"), &[]).await?;
     for sql in backends::of(conn.get_database_backend()).remove_capture_triggers() {
         conn.execute_unprepared(sql).await?;
     }
+    Ok(())
+}
+
+/// Drops the pending table (once [`stop_in`] has run), on a connection that already runs a
+/// locked step.
+pub async fn forget_all_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     let drop = Table::drop()
         .table(BackfillPending::Table)
         .if_exists()
         .to_owned();
     conn.execute(&drop).await.map(|_| ())
+}
+
+/// [`remove`] on a connection that already runs a locked step.
+pub async fn remove_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    stop_in(conn).await?;
+    forget_all_in(conn).await
 }
 
 /// Up to `limit` ids of deployments written since the triggers were installed.

@@ -29,7 +29,7 @@ use sea_orm_migration::sea_orm::{
 use crate::locks::with_lock_retries;
 use crate::settings::Settings;
 use crate::stop;
-use crate::tables::Deployment;
+use crate::tables::{Deployment, LegacyNames};
 
 pub use preview::{Preview, preview};
 pub use rules::{LegacyColumn, RejectReason};
@@ -197,13 +197,48 @@ pub async fn drain_pending<C>(conn: &C) -> Result<BackfillSummary, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
+    let what = "catch-up of writes made during the backfill";
+    drain(conn, LegacyNames::Live, Drain::LeaveTheLastFew, what).await
+}
+
+/// Backfills again every deployment still pending, a batch per transaction, reading the
+/// legacy columns under their retired names (MariaDB's drop step: no write can change them
+/// any more, so the pending set only shrinks).
+pub async fn catch_up_retired<C>(conn: &C) -> Result<BackfillSummary, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let what = "catch-up of the last writes to the retired columns";
+    drain(conn, LegacyNames::Retired, Drain::All, what).await
+}
+
+/// How far [`drain`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    /// Writers can mark deployments as fast as a batch clears them: stop after a bounded
+    /// number of batches, or once a batch finds fewer than [`LEFT_FOR_THE_LOCKED_CATCH_UP`].
+    LeaveTheLastFew,
+    /// Until none is pending.
+    All,
+}
+
+async fn drain<C>(
+    conn: &C,
+    names: LegacyNames,
+    until: Drain,
+    what: &str,
+) -> Result<BackfillSummary, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     let started = Instant::now();
     let batch_size = batch_size()?;
     let agents = Arc::new(AgentDirectory::load(conn).await?);
     let mut summary = BackfillSummary::default();
-    // Writers can mark deployments as fast as a batch clears them: stop after a bounded
-    // number of batches and leave the rest to the locked catch-up.
-    let most_batches = capture::count_pending(conn).await? / batch_size + 10;
+    let most_batches = match until {
+        Drain::LeaveTheLastFew => capture::count_pending(conn).await? / batch_size + 10,
+        Drain::All => u64::MAX,
+    };
     for _ in 0..most_batches {
         if stop::requested() {
             let done = summary.deployments;
@@ -217,7 +252,7 @@ where
                 if ids.is_empty() {
                     return Ok((0, BackfillSummary::default()));
                 }
-                let batch = store::read_ids(txn, &ids, true).await?;
+                let batch = store::read_ids(txn, &ids, names, true).await?;
                 let written = apply(txn, &batch, &agents, store::Earlier::ANYTHING).await?;
                 capture::forget(txn, &ids).await?;
                 crate::crash_point!("catch-up: batch drained, not committed");
@@ -226,11 +261,15 @@ where
         })
         .await?;
         summary.merge(drained.1);
-        if drained.0 < LEFT_FOR_THE_LOCKED_CATCH_UP {
+        let done = match until {
+            Drain::LeaveTheLastFew => drained.0 < LEFT_FOR_THE_LOCKED_CATCH_UP,
+            Drain::All => drained.0 == 0,
+        };
+        if done {
             break;
         }
     }
-    summary.log("catch-up of writes made during the backfill", started);
+    summary.log(what, started);
     Ok(summary)
 }
 
@@ -246,7 +285,7 @@ pub async fn catch_up<C: ConnectionTrait>(conn: &C) -> Result<BackfillSummary, D
         if ids.is_empty() {
             break;
         }
-        let batch = store::read_ids(conn, &ids, false).await?;
+        let batch = store::read_ids(conn, &ids, LegacyNames::Live, false).await?;
         summary.merge(apply(conn, &batch, &agents, store::Earlier::ANYTHING).await?);
         crate::crash_point!("catch-up: batch written");
         capture::forget(conn, &ids).await?;

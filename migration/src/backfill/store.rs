@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::ids::StoredId;
 use super::rules::{AgentFacts, LegacyDeployment, Plan, PlannedReject};
 use crate::dialect::{json_value, read_id, select_id, select_json_text};
-use crate::tables::{BackfillReject, Deployment, DeploymentJobAgent, JobAgent};
+use crate::tables::{BackfillReject, Deployment, DeploymentJobAgent, JobAgent, LegacyNames};
 
 /// Rows per multi-row INSERT: far below every backend's bound-parameter limit.
 const ROWS_PER_INSERT: usize = 1_024;
@@ -113,7 +113,7 @@ pub async fn read_page<C: ConnectionTrait + StreamTrait>(
     byte_budget: usize,
 ) -> Result<Vec<LegacyRow>, DbErr> {
     let backend = ConnectionTrait::get_database_backend(conn);
-    let mut query = deployments_query(backend);
+    let mut query = deployments_query(backend, LegacyNames::Live);
     query.limit(page.limit);
     if let Some(after) = page.after {
         query.and_where(Expr::col((Deployment::Table, Deployment::Id)).gt(after.to_value()));
@@ -134,17 +134,18 @@ pub async fn read_page<C: ConnectionTrait + StreamTrait>(
     Ok(rows)
 }
 
-/// Reads exactly these deployments (those that still exist). `locked` keeps them locked
-/// against updates and deletes until the transaction ends (PostgreSQL and MariaDB/MySQL;
-/// SQLite's write transaction keeps other writers out), so a write racing with the read
-/// waits for it.
+/// Reads exactly these deployments (those that still exist), their legacy columns under
+/// `names`. `locked` keeps them locked against updates and deletes until the transaction
+/// ends (PostgreSQL and MariaDB/MySQL; SQLite's write transaction keeps other writers out),
+/// so a write racing with the read waits for it.
 pub async fn read_ids<C: ConnectionTrait>(
     conn: &C,
     ids: &[StoredId],
+    names: LegacyNames,
     locked: bool,
 ) -> Result<Vec<LegacyRow>, DbErr> {
     let backend = conn.get_database_backend();
-    let mut query = deployments_query(backend);
+    let mut query = deployments_query(backend, names);
     query.and_where(
         Expr::col((Deployment::Table, Deployment::Id)).is_in(ids.iter().map(StoredId::to_value)),
     );
@@ -157,8 +158,9 @@ pub async fn read_ids<C: ConnectionTrait>(
         .collect()
 }
 
-/// Ids, workspace and the legacy columns, as stored, in id order.
-fn deployments_query(backend: DbBackend) -> SelectStatement {
+/// Ids, workspace and the legacy columns (under `names`), as stored, in id order.
+fn deployments_query(backend: DbBackend, names: LegacyNames) -> SelectStatement {
+    let legacy = |column| names.of(column);
     let mut query = Query::select();
     query
         .exprs(select_id(backend, Deployment::Table, Deployment::Id))
@@ -170,17 +172,17 @@ fn deployments_query(backend: DbBackend) -> SelectStatement {
         .exprs(select_id(
             backend,
             Deployment::Table,
-            Deployment::JobAgentId,
+            legacy(Deployment::JobAgentId),
         ))
         .expr(select_json_text(
             backend,
             Deployment::Table,
-            Deployment::JobAgentConfig,
+            legacy(Deployment::JobAgentConfig),
         ))
         .expr(select_json_text(
             backend,
             Deployment::Table,
-            Deployment::JobAgents,
+            legacy(Deployment::JobAgents),
         ))
         .from(Deployment::Table)
         .order_by((Deployment::Table, Deployment::Id), Order::Asc);
