@@ -6,6 +6,7 @@
 //! `TEST_POSTGRES_URL` and `TEST_MARIADB_URL` override the servers (default: the local
 //! services, `postgres://postgres@127.0.0.1:5432` and `mysql://root@127.0.0.1:3306`).
 
+pub mod galera;
 pub mod legacy;
 pub mod read;
 pub mod schema;
@@ -125,7 +126,7 @@ fn numbered_to_positional(sql: &str, values: &[Value]) -> (String, Vec<Value>) {
 
 /// `jat_<test>`, shortened with a hash of the full name where servers' 64-character limit
 /// would cut it.
-fn database_name(test: &str) -> String {
+pub(crate) fn database_name(test: &str) -> String {
     let name = format!("jat_{}", test.to_lowercase());
     if name.len() <= 60 {
         return name;
@@ -146,14 +147,14 @@ fn sqlite_dir() -> PathBuf {
     dir
 }
 
-async fn connect(url: &str) -> DatabaseConnection {
+pub(crate) async fn connect(url: &str) -> DatabaseConnection {
     match Database::connect(url).await {
         Ok(conn) => conn,
         Err(error) => panic!("cannot reach the test database at {url}: {error}"),
     }
 }
 
-async fn exec(conn: &DatabaseConnection, sql: &str) {
+pub(crate) async fn exec(conn: &DatabaseConnection, sql: &str) {
     if let Err(error) = conn.execute_unprepared(sql).await {
         panic!("{sql}\n{error}");
     }

@@ -6,6 +6,8 @@
 #![cfg(feature = "runtime-tokio")]
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use migration::{Migrator, MigratorTrait};
@@ -22,6 +24,8 @@ const SEEDED: u128 = 6_000;
 /// Rounds per backend in one run of the suite.
 const ROUNDS: usize = 4;
 const AGENTS: u128 = 4;
+/// The writer is going before `up` starts.
+const WRITES_BEFORE_UP: usize = 20;
 
 fn agent(n: u128) -> Uuid {
     Uuid::from_u128(0xa0 + n % AGENTS)
@@ -44,19 +48,67 @@ struct WriterReport {
     writes: usize,
     longest_stall: Duration,
     failure_after_drop: String,
+    /// Writes that lost a certification conflict and were tried again (Galera only).
+    conflicts_retried: usize,
 }
 
 tests::on_server_backends!(writes_during_up_are_never_lost);
 
 async fn writes_during_up_are_never_lost(backend: Backend) {
+    log_the_migration();
     for round in 0..ROUNDS {
-        one_round(backend, round).await;
+        let db = TestDb::create(backend, &format!("live_writers_{round}")).await;
+        let writer = Writer::new(&db.url, false);
+        one_round(&db, writer, round).await;
     }
 }
 
-async fn one_round(backend: Backend, round: usize) {
-    let db = TestDb::create(backend, &format!("live_writers_{round}")).await;
-    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+/// On a Galera cluster the application writes through another node than the migration's:
+/// its writes reach the migration's node only as replicated, certified write sets.
+#[cfg(all(feature = "runtime-tokio", feature = "galera"))]
+mod galera {
+    use super::*;
+    use tests::galera::GaleraDb;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_on_another_node_during_up_are_never_lost() {
+        log_the_migration();
+        // A commit costs a round of certification here: small batches keep the backfill
+        // going for as long as the writer needs to land writes in the middle of it.
+        migration::settings::Settings {
+            batch_size: 10,
+            ..Default::default()
+        }
+        .install();
+        for round in 0..ROUNDS {
+            let cluster = GaleraDb::create(&format!("galera_live_writers_{round}")).await;
+            let writer = Writer::new(&cluster.nodes[1].url, true);
+            one_round(cluster.first(), writer, round).await;
+            let links = read::links(cluster.first()).await;
+            for (n, node) in cluster.nodes.iter().enumerate().skip(1) {
+                assert!(
+                    read::links(node).await == links,
+                    "round {round}: node {} holds other links than node 1",
+                    n + 1
+                );
+            }
+        }
+    }
+}
+
+/// The migration's log goes with a failure's output (the harness keeps it otherwise).
+fn log_the_migration() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("migration=debug")
+        .try_init();
+}
+
+/// Seeds `db`, runs `up` on it while `writer` (on the same database, maybe through another
+/// node) keeps writing, and checks that every committed write is linked.
+async fn one_round(db: &TestDb, writer: Writer, round: usize) {
+    let backend = db.backend;
+    let legacy = Legacy::build(db, LegacySchema::HandBuilt).await;
     let ws = Uuid::from_u128(0x77);
     legacy.workspace(ws).await;
     for n in 0..AGENTS {
@@ -77,10 +129,13 @@ async fn one_round(backend: Backend, round: usize) {
         committed.insert(seeded(n), Some((agent(n), config)));
     }
 
-    let writer = tokio::spawn(write_until_the_columns_go(db.url.clone(), backend));
     let migrator = Database::connect(&db.url).await.unwrap();
+    let going = writer.clone();
+    let writer = tokio::spawn(write_until_the_columns_go(writer, backend));
+    going.wait_for(WRITES_BEFORE_UP).await;
     Migrator::up(&migrator, None).await.expect("up");
     let report = writer.await.unwrap();
+    let during_up = report.writes - WRITES_BEFORE_UP;
 
     committed.extend(report.committed);
     let mut expected: Vec<LinkRow> = committed
@@ -91,16 +146,14 @@ async fn one_round(backend: Backend, round: usize) {
         })
         .collect();
     expected.sort_by_key(|link| (link.0, link.1));
-    let links = read::links(&db).await;
-    assert_eq!(
-        links.len(),
-        expected.len(),
-        "links after {} concurrent writes",
-        report.writes
-    );
+    let links = read::links(db).await;
     assert!(
         links == expected,
-        "a committed legacy write is not reflected in the links"
+        "round {round}: after {} concurrent writes, {} links where {} were committed; {}",
+        report.writes,
+        links.len(),
+        expected.len(),
+        differences(&links, &expected)
     );
     assert!(
         report.failure_after_drop.contains("job_agent"),
@@ -108,15 +161,28 @@ async fn one_round(backend: Backend, round: usize) {
         report.failure_after_drop
     );
     println!(
-        "{backend:?} round {round}: {} concurrent writes during up, longest stall {} ms",
-        report.writes,
+        "{backend:?} round {round}: {during_up} writes during up ({} retried after a \
+         certification conflict), longest stall {} ms",
+        report.conflicts_retried,
         report.longest_stall.as_millis()
     );
     assert!(
-        report.writes >= 10,
-        "the writer barely overlapped up: {} writes",
-        report.writes
+        during_up >= 10,
+        "the writer barely overlapped up: {during_up} writes"
     );
+}
+
+/// The first few links missing and unexpected, for the failure message.
+fn differences(links: &[LinkRow], expected: &[LinkRow]) -> String {
+    let missing: Vec<_> = expected.iter().filter(|l| !links.contains(l)).collect();
+    let unexpected: Vec<_> = links.iter().filter(|l| !expected.contains(l)).collect();
+    format!(
+        "{} missing (first: {:?}), {} unexpected (first: {:?})",
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        unexpected.len(),
+        &unexpected[..unexpected.len().min(5)]
+    )
 }
 
 async fn read_then_write(
@@ -140,7 +206,41 @@ async fn read_then_write(
 
 /// Inserts, updates and deletes legacy rows in turn, as fast as the database lets it, until
 /// a write fails because the legacy columns are gone.
-async fn write_until_the_columns_go(url: String, backend: Backend) -> WriterReport {
+/// How the application writes: where, and whether it retries certification conflicts
+/// (as applications on Galera must; on a single server the migration must never make a
+/// write fail).
+#[derive(Clone)]
+struct Writer {
+    url: String,
+    retries_conflicts: bool,
+    /// Writes committed so far, for the migration to start only once the writer is going.
+    progress: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    fn new(url: &str, retries_conflicts: bool) -> Writer {
+        Writer {
+            url: url.to_owned(),
+            retries_conflicts,
+            progress: Arc::default(),
+        }
+    }
+
+    /// Waits until the writer has committed `writes` writes.
+    async fn wait_for(&self, writes: usize) {
+        let started = Instant::now();
+        while self.progress.load(Ordering::SeqCst) < writes {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the writer did not get going"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn write_until_the_columns_go(writer: Writer, backend: Backend) -> WriterReport {
+    let url = writer.url.clone();
     let db = Database::connect(&url).await.unwrap();
     let json = |n: usize| match backend {
         Backend::Postgres => format!("CAST(${n} AS jsonb)"),
@@ -167,6 +267,7 @@ async fn write_until_the_columns_go(url: String, backend: Backend) -> WriterRepo
         writes: 0,
         longest_stall: Duration::ZERO,
         failure_after_drop: String::new(),
+        conflicts_retried: 0,
     };
     for i in 0u128.. {
         let config = json!({"write": i as u64});
@@ -203,10 +304,16 @@ async fn write_until_the_columns_go(url: String, backend: Backend) -> WriterRepo
         match result {
             Ok(done) => {
                 report.writes += 1;
+                writer.progress.fetch_add(1, Ordering::SeqCst);
                 // An update of a deleted row changes nothing; a repeated delete still holds.
                 if done.rows_affected() > 0 || effect.1.is_none() {
                     report.committed.insert(effect.0, effect.1);
                 }
+            }
+            // On a multi-master cluster a write that conflicts with one certified first
+            // on another node fails with a deadlock error, and applications retry it.
+            Err(error) if writer.retries_conflicts && error.to_string().contains("1213") => {
+                report.conflicts_retried += 1;
             }
             Err(error) => {
                 report.failure_after_drop = error.to_string();
