@@ -11,8 +11,8 @@ use sea_orm_migration::sea_orm::{DbBackend, Statement};
 use crate::dialect::column_type;
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{
-    BackfillReject, Deployment, DeploymentJobAgent, JobAgent, REJECT_DEPLOYMENT_INDEX,
-    job_agent_id_index,
+    BackfillReject, DEPLOYMENT_FOREIGN_KEY, Deployment, DeploymentJobAgent, JOB_AGENT_FOREIGN_KEY,
+    JobAgent, REJECT_DEPLOYMENT_INDEX, job_agent_id_index,
 };
 
 #[derive(DeriveMigrationName)]
@@ -27,24 +27,28 @@ impl MigrationTrait for Migration {
         let deployment_id = column_type(conn, "deployment", "id").await?;
         let job_agent_id = column_type(conn, "job_agent", "id").await?;
 
-        let what = "creating the join table (locks deployment and job_agent against writes)";
-        let join_table = with_index(
-            backend,
-            join_table(&deployment_id, &job_agent_id),
-            job_agent_id_index(),
-        );
-        with_lock_retries(conn, what, Default::default(), |txn| {
-            let join_table = join_table.clone();
-            Box::pin(async move {
-                let parents = [TableLock::share_row_exclusive("job_agent")];
-                lock_in_order(txn, TableLock::share_row_exclusive("deployment"), &parents).await?;
-                for statement in &join_table {
-                    txn.execute_raw(statement.clone()).await?;
-                }
-                Ok(())
+        let join_table = join_table_statements(backend, &deployment_id, &job_agent_id);
+        if backend == DbBackend::Postgres {
+            // A table that references no parent yet locks nothing the application uses.
+            for statement in join_table {
+                conn.execute_raw(statement).await?;
+            }
+        } else {
+            let what = "creating the join table (locks deployment and job_agent against writes)";
+            with_lock_retries(conn, what, Default::default(), |txn| {
+                let join_table = join_table.clone();
+                Box::pin(async move {
+                    let parents = [TableLock::share_row_exclusive("job_agent")];
+                    let first = TableLock::share_row_exclusive("deployment");
+                    lock_in_order(txn, first, &parents).await?;
+                    for statement in &join_table {
+                        txn.execute_raw(statement.clone()).await?;
+                    }
+                    Ok(())
+                })
             })
-        })
-        .await?;
+            .await?;
+        }
         crate::crash_point!("join table created");
         let reject_index = Index::create()
             .name(REJECT_DEPLOYMENT_INDEX)
@@ -81,6 +85,23 @@ impl MigrationTrait for Migration {
     }
 }
 
+/// The statements that create the join table. PostgreSQL creates it bare: its foreign keys and
+/// reverse index come with the end of the backfill (`backfill::bulk_load::restore`), added
+/// without any lock that excludes readers of a parent. (Declaring a foreign key takes a lock on
+/// the parent; dropping one to load faster, as this migration once did, takes `ACCESS
+/// EXCLUSIVE`, which a hot standby replays and which then waits behind its readers.)
+fn join_table_statements(
+    backend: DbBackend,
+    deployment_id: &str,
+    job_agent_id: &str,
+) -> Vec<Statement> {
+    let table = join_table(deployment_id, job_agent_id);
+    match backend {
+        DbBackend::Postgres => vec![backend.build(&table)],
+        _ => with_index(backend, with_foreign_keys(table), job_agent_id_index()),
+    }
+}
+
 fn join_table(deployment_id: &str, job_agent_id: &str) -> TableCreateStatement {
     Table::create()
         .table(DeploymentJobAgent::Table)
@@ -98,16 +119,21 @@ fn join_table(deployment_id: &str, job_agent_id: &str) -> TableCreateStatement {
                 .col(DeploymentJobAgent::DeploymentId)
                 .col(DeploymentJobAgent::JobAgentId),
         )
+        .to_owned()
+}
+
+fn with_foreign_keys(mut table: TableCreateStatement) -> TableCreateStatement {
+    table
         .foreign_key(
             ForeignKey::create()
-                .name("fk_deployment_job_agent_deployment")
+                .name(DEPLOYMENT_FOREIGN_KEY)
                 .from(DeploymentJobAgent::Table, DeploymentJobAgent::DeploymentId)
                 .to(Deployment::Table, Deployment::Id)
                 .on_delete(ForeignKeyAction::Cascade),
         )
         .foreign_key(
             ForeignKey::create()
-                .name("fk_deployment_job_agent_job_agent")
+                .name(JOB_AGENT_FOREIGN_KEY)
                 .from(DeploymentJobAgent::Table, DeploymentJobAgent::JobAgentId)
                 .to(JobAgent::Table, JobAgent::Id)
                 .on_delete(ForeignKeyAction::Cascade),

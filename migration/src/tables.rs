@@ -61,6 +61,10 @@ pub enum BackfillPending {
     DeploymentId,
 }
 
+/// The join table's foreign keys, to `deployment` and to `job_agent`.
+pub const DEPLOYMENT_FOREIGN_KEY: &str = "fk_deployment_job_agent_deployment";
+pub const JOB_AGENT_FOREIGN_KEY: &str = "fk_deployment_job_agent_job_agent";
+
 /// Index names, so `down` drops exactly what `up` created.
 pub const JOB_AGENT_ID_INDEX: &str = "deployment_job_agent_job_agent_id_idx";
 pub const REJECT_DEPLOYMENT_INDEX: &str = "deployment_job_agent_backfill_reject_deployment_id_idx";

@@ -1,75 +1,51 @@
-//! Bulk-load mode for PostgreSQL: the join table's foreign keys and reverse index are set
-//! aside while the backfill writes, and put back in one pass each afterwards.
+//! Bulk-load mode: the join table's foreign keys and reverse index are checked and built
+//! once over the loaded table instead of row by row while the backfill writes.
 //!
 //! Checking two foreign keys row by row costs PostgreSQL about three times the insert itself;
-//! validating them once over the finished table is a single join. Putting them back is safe on
-//! a live database: each key is re-added `NOT VALID` first (from then on new rows are checked
-//! and deletes cascade), links whose deployment or agent was deleted meanwhile are removed,
-//! and only then is the key validated, which does not block writers. A crash in between
-//! leaves the keys missing until the next run of the backfill (or its `down`) restores them.
+//! validating them once over the finished table is a single join. PostgreSQL's join table is
+//! created without them (see the second migration), so nothing has to be dropped: dropping a
+//! foreign key would lock its parent `ACCESS EXCLUSIVE`, which hot standbys replay behind
+//! their readers. Putting them on is safe on a live database: each key is added `NOT VALID`
+//! (from then on new rows are checked and deletes cascade), links whose deployment or agent
+//! was deleted meanwhile are removed, and only then is the key validated, which does not
+//! block writers. A crash in between leaves the keys missing until the next run of the
+//! backfill (or its `down`) adds them. SQLite stops checking on the loading connection and
+//! checks every link afterwards. MariaDB keeps its keys throughout.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement, TransactionTrait};
 
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
-use crate::tables::{JOB_AGENT_ID_INDEX, job_agent_id_index};
+use crate::tables::{
+    DEPLOYMENT_FOREIGN_KEY, JOB_AGENT_FOREIGN_KEY, JOB_AGENT_ID_INDEX, job_agent_id_index,
+};
 
 /// The join table's foreign keys: (name, column, parent table).
 const FOREIGN_KEYS: [(&str, &str, &str); 2] = [
-    (
-        "fk_deployment_job_agent_deployment",
-        "deployment_id",
-        "deployment",
-    ),
-    (
-        "fk_deployment_job_agent_job_agent",
-        "job_agent_id",
-        "job_agent",
-    ),
+    (DEPLOYMENT_FOREIGN_KEY, "deployment_id", "deployment"),
+    (JOB_AGENT_FOREIGN_KEY, "job_agent_id", "job_agent"),
 ];
 
-/// Drops the foreign keys and the reverse index (PostgreSQL); stops checking foreign keys
-/// on this connection and drops the reverse index (SQLite).
+/// Stops checking foreign keys on this connection and drops the reverse index (SQLite).
+/// PostgreSQL needs nothing: its join table gets its keys and index only in [`restore`]
+/// (where a rerun finds them, the load checks them row by row rather than lock a parent).
 pub async fn set_aside<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    match conn.get_database_backend() {
-        DbBackend::Postgres => {}
-        DbBackend::Sqlite => {
-            // Only this connection stops checking: another writer's deletes still cascade,
-            // and each batch reads and writes in one write transaction, so no link can
-            // lose its parent in between. `restore` checks every link afterwards.
-            conn.execute_unprepared("PRAGMA foreign_keys = OFF").await?;
-            let sql = format!("DROP INDEX IF EXISTS {JOB_AGENT_ID_INDEX}");
-            return conn.execute_unprepared(&sql).await.map(|_| ());
-        }
-        _ => return Ok(()),
+    if conn.get_database_backend() != DbBackend::Sqlite {
+        return Ok(());
     }
-    // Dropping a foreign key locks its parent table exclusively. Wait (boundedly) only for
-    // the busy parent; the quiet tables must be free at once.
-    let what = "setting aside the join table's foreign keys (locks deployment and job_agent)";
-    with_lock_retries(conn, what, Default::default(), |txn| {
-        Box::pin(drop_keys(txn))
-    })
-    .await
-}
-
-async fn drop_keys<C: ConnectionTrait>(txn: &C) -> Result<(), DbErr> {
-    let quiet = [
-        TableLock::access_exclusive("job_agent"),
-        TableLock::access_exclusive("deployment_job_agent"),
-    ];
-    lock_in_order(txn, TableLock::access_exclusive("deployment"), &quiet).await?;
-    for (name, ..) in FOREIGN_KEYS {
-        let sql = format!("ALTER TABLE deployment_job_agent DROP CONSTRAINT IF EXISTS {name}");
-        txn.execute_unprepared(&sql).await?;
-    }
+    // Only this connection stops checking: another writer's deletes still cascade, and each
+    // batch reads and writes in one write transaction, so no link can lose its parent in
+    // between. `restore` checks every link afterwards.
+    conn.execute_unprepared("PRAGMA foreign_keys = OFF").await?;
     let sql = format!("DROP INDEX IF EXISTS {JOB_AGENT_ID_INDEX}");
-    txn.execute_unprepared(&sql).await.map(|_| ())
+    conn.execute_unprepared(&sql).await.map(|_| ())
 }
 
-/// Puts back whatever [`set_aside`] removed. Safe to run at any time.
+/// Adds the keys and the index the load went without (PostgreSQL, SQLite). Safe to run at
+/// any time.
 pub async fn restore<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,

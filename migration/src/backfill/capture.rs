@@ -23,7 +23,7 @@ use crate::tables::BackfillPending;
 use super::ids::StoredId;
 
 /// Creates the pending table and the triggers that fill it, as one step under the lock
-/// timeout (trigger DDL locks `deployment`). Safe to run again.
+/// timeout (trigger DDL locks `deployment` against writes). Safe to run again.
 pub async fn install<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
@@ -50,7 +50,9 @@ where
 
 /// [`install`] on a connection that already runs a locked step.
 pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    lock_in_order(conn, TableLock::access_exclusive("deployment"), &[]).await?;
+    // What `CREATE TRIGGER` takes anyway: writers wait, readers go on (on a hot standby too,
+    // which replays only `ACCESS EXCLUSIVE`).
+    lock_in_order(conn, TableLock::share_row_exclusive("deployment"), &[]).await?;
     create_pending_table(conn).await?;
     for sql in backends::of(conn.get_database_backend()).capture_triggers() {
         conn.execute_unprepared(sql).await?;
