@@ -7,6 +7,8 @@
 
 pub mod mysql;
 mod postgres;
+#[cfg(test)]
+mod snapshots;
 pub mod sqlite;
 
 use std::time::Duration;

@@ -1,0 +1,113 @@
+//! The SQL each backend generates, pinned by snapshot (`snapshots/*.snap`): a reviewer of a
+//! change to a backend reads the SQL that changes, not only the code that builds it. After a
+//! deliberate change, `cargo insta review` (or `INSTA_UPDATE=always`) updates the files.
+
+use std::time::Duration;
+
+use super::{Backend, TableLock, mysql::MySql, postgres::Postgres, sqlite::Sqlite};
+use crate::legacy_columns::{LegacyColumnDef, LegacyForeignKey};
+use sea_orm_migration::sea_orm::Statement;
+
+/// The legacy columns as an old application declared them, in this backend's type names.
+fn legacy_columns(json: &str, id: &str) -> Vec<LegacyColumnDef> {
+    let column =
+        |name: &str, declared_type: &str, not_null, default: Option<&str>| LegacyColumnDef {
+            name: name.to_owned(),
+            declared_type: declared_type.to_owned(),
+            not_null,
+            default: default.map(str::to_owned),
+            check: None,
+            foreign_key: None,
+        };
+    let mut job_agent_id = column("job_agent_id", id, false, None);
+    job_agent_id.foreign_key = Some(LegacyForeignKey {
+        name: Some("deployment_job_agent_id_fkey".to_owned()),
+        table: "job_agent".to_owned(),
+        column: "id".to_owned(),
+        on_delete: "SET NULL".to_owned(),
+    });
+    vec![
+        column("job_agents", json, true, Some("'[]'")),
+        job_agent_id,
+        column("job_agent_config", json, true, None),
+    ]
+}
+
+/// Everything `backend` generates from fixed inputs, as one readable text.
+fn generated_sql(backend: &dyn Backend, json: &str, id: &str) -> String {
+    let mut out = String::new();
+    let mut section = |title: &str, lines: Vec<String>| {
+        out.push_str(&format!("-- {title}\n"));
+        for line in lines {
+            out.push_str(&line);
+            out.push_str(";\n");
+        }
+        out.push('\n');
+    };
+    let statements = |statements: Vec<Statement>| {
+        statements
+            .iter()
+            .map(|s| match &s.values {
+                Some(values) => format!("{}  /* {:?} */", s.sql, values.0),
+                None => s.sql.clone(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let owned = |sql: &[&str]| sql.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    section(
+        "bound lock waits (1 s)",
+        statements(backend.bound_lock_waits(Duration::from_secs(1))),
+    );
+    section(
+        "unbound lock waits",
+        statements(backend.unbound_lock_waits()),
+    );
+    let then = [
+        TableLock::exclusive("deployment_job_agent"),
+        TableLock::access_exclusive("job_agent"),
+    ];
+    section(
+        "lock in order: deployment first, then the rest at once",
+        statements(backend.lock_in_order(TableLock::access_exclusive("deployment"), &then)),
+    );
+    section("capture triggers", owned(backend.capture_triggers()));
+    section(
+        "capture every update",
+        owned(backend.capture_every_update()),
+    );
+    section(
+        "remove the capture triggers",
+        owned(backend.remove_capture_triggers()),
+    );
+    for column in legacy_columns(json, id) {
+        section(
+            &format!("add {} back", column.name),
+            backend.add_legacy_column(&column),
+        );
+        for (n, step) in backend.restore_constraints(&column).into_iter().enumerate() {
+            let lock = step
+                .lock
+                .map_or("none".to_owned(), |l| format!("{} on {}", l.mode, l.table));
+            section(
+                &format!("restore {}, step {} (lock: {lock})", column.name, n + 1),
+                step.statements,
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn postgres() {
+    insta::assert_snapshot!(generated_sql(&Postgres, "jsonb", "uuid"));
+}
+
+#[test]
+fn mysql() {
+    insta::assert_snapshot!(generated_sql(&MySql, "longtext", "char(36)"));
+}
+
+#[test]
+fn sqlite() {
+    insta::assert_snapshot!(generated_sql(&Sqlite, "TEXT", "TEXT"));
+}
