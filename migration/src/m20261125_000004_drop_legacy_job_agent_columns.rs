@@ -29,12 +29,14 @@ impl MigrationTrait for Migration {
         crate::crash_point!("m20261125_000004_drop_legacy_job_agent_columns: up starts");
         let conn = manager.get_connection();
         // Most captured writes are caught up batch by batch, writers still going, so the
-        // part that keeps them out is left with the last few.
-        let backend = manager.get_database_backend();
-        if backend != DbBackend::MySql && manager.has_table(PENDING).await? {
+        // part that keeps them out is left with the last few. (A rerun after MariaDB renamed
+        // the columns finds no legacy column left to read here.)
+        let capturing = manager.has_table(PENDING).await?;
+        let legacy = has_any_column(manager, &LEGACY_COLUMNS).await?;
+        if capturing && legacy {
             drain_pending(conn).await?;
         }
-        match backend {
+        match manager.get_database_backend() {
             DbBackend::Sqlite => {
                 let first = async |txn: &_| {
                     legacy_columns::record(txn).await?;
@@ -49,7 +51,7 @@ impl MigrationTrait for Migration {
                 })
                 .await
             }
-            _ => retire_and_drop_mysql(manager).await,
+            _ => retire_and_drop_mysql(manager, capturing, legacy).await,
         }
     }
 
@@ -199,14 +201,15 @@ async fn drop_columns(manager: &SchemaManager<'_>, columns: &[&str]) -> Result<(
 /// write them (a statement naming them fails, as it will once they are dropped). Every write
 /// that landed before is pending by then; those are caught up in batches beside the
 /// application, and then the retired columns go. Each step is idempotent, so a rerun after a
-/// failure anywhere finishes the job.
-async fn retire_and_drop_mysql(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+/// failure anywhere finishes the job. `capturing` and `legacy` say whether `up` found the
+/// pending table and the legacy columns under their own names.
+async fn retire_and_drop_mysql(
+    manager: &SchemaManager<'_>,
+    capturing: bool,
+    legacy: bool,
+) -> Result<(), DbErr> {
     let conn = manager.get_connection();
-    let capturing = manager.has_table(PENDING).await?;
-    if has_any_column(manager, &LEGACY_COLUMNS).await? {
-        if capturing {
-            drain_pending(conn).await?;
-        }
+    if legacy {
         // Before the foreign key goes; kept if a failed run recorded it already.
         legacy_columns::record(conn).await?;
         let what = "dropping the legacy columns, step 1: renaming them (writes that name them \
