@@ -56,6 +56,7 @@ mod m20261125_000003_backfill_deployment_job_agent;
 mod m20261125_000004_drop_legacy_job_agent_columns;
 pub mod privileges;
 mod refill;
+pub mod replicas;
 mod runtime;
 pub mod settings;
 mod sqlite_rebuild;

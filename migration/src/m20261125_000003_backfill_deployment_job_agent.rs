@@ -20,6 +20,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         crate::crash_point!("m20261125_000003_backfill_deployment_job_agent: up starts");
         let conn = manager.get_connection();
+        crate::replicas::check_settings(conn).await?;
         if manager.get_database_backend() == DbBackend::MySql {
             crate::backends::mysql::log_if_galera(conn).await?;
         }

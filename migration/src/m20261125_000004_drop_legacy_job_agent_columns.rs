@@ -28,6 +28,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         crate::crash_point!("m20261125_000004_drop_legacy_job_agent_columns: up starts");
         let conn = manager.get_connection();
+        crate::replicas::check_settings(conn).await?;
         // Most captured writes are caught up batch by batch, writers still going, so the
         // part that keeps them out is left with the last few. (A rerun after MariaDB renamed
         // the columns finds no legacy column left to read here.)
@@ -61,6 +62,7 @@ impl MigrationTrait for Migration {
     /// which cannot alter a column, does it all in one rebuild.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let conn = manager.get_connection();
+        crate::replicas::check_settings(conn).await?;
         let columns = legacy_columns::recorded(manager).await?;
         if manager.get_database_backend() == DbBackend::Sqlite {
             let redefined: Vec<(String, String)> = (columns.iter())

@@ -52,6 +52,13 @@ struct Cli {
           value_parser = settings::parse_duration)]
     lock_retry_for: Option<Duration>,
 
+    /// PostgreSQL with streaming replicas: pause between batches while a replica has not
+    /// replayed WAL older than this (waiting at most --lock-retry-for each time). Off by
+    /// default. The role needs pg_read_all_stats to see the replicas' positions.
+    #[arg(long, global = true, env = settings::MAX_REPLICA_LAG_ENV,
+          value_parser = settings::parse_duration)]
+    max_replica_lag: Option<Duration>,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -102,6 +109,7 @@ async fn main() -> ExitCode {
         Ok(settings) => Settings {
             lock_timeout: cli.lock_timeout.unwrap_or(settings.lock_timeout),
             lock_retry_for: cli.lock_retry_for.unwrap_or(settings.lock_retry_for),
+            max_replica_lag: cli.max_replica_lag.or(settings.max_replica_lag),
             ..settings
         }
         .install(),
@@ -174,12 +182,17 @@ async fn run(options: ConnectOptions, command: Command) -> Result<(), String> {
 
 /// What must hold before anything changes: a `deployment` of the legacy shape (on a first
 /// run, before the migrator writes its own bookkeeping table), every privilege `up` needs
-/// (all missing ones named at once), and no data in tables a destructive command would drop.
+/// (all missing ones named at once), replicas in sight when `--max-replica-lag` is set, and
+/// no data in tables a destructive command would drop.
 async fn preflight(db: &DatabaseConnection, command: &Command) -> Result<(), DbErr> {
     let manager = SchemaManager::new(db);
     let first_run = !manager.has_table("seaql_migrations").await?;
     if first_run {
         migration::legacy_shape::check(&manager).await?;
+    }
+    let batched_steps_may_run = matches!(command, Command::Up { .. } | Command::Down { .. });
+    if batched_steps_may_run && Settings::current()?.max_replica_lag.is_some() {
+        migration::replicas::require_visible(db).await?;
     }
     let destructive = match command {
         Command::Up { .. } => {

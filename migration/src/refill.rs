@@ -14,6 +14,7 @@ use sea_orm_migration::sea_orm::TransactionTrait;
 use crate::backfill::ids::StoredId;
 use crate::dialect::{json_value, read_id, select_id, select_json_text};
 use crate::locks::with_lock_retries;
+use crate::replicas::Throttle;
 use crate::settings::Settings;
 use crate::tables::{Deployment, DeploymentJobAgent};
 
@@ -25,12 +26,14 @@ where
 {
     let batch_size = Settings::current()?.batch_size;
     let mut cursor: Option<StoredId> = None;
+    let mut throttle = Throttle::start(conn).await?;
+    let what = "filling job_agents from the links";
     loop {
+        throttle.wait_for_replicas(conn, what).await?;
         if crate::stop::requested() {
             // The columns are back; filling them is what `down` run again finishes.
-            return Err(crate::stop::stopped("filling job_agents from the links"));
+            return Err(crate::stop::stopped(what));
         }
-        let what = "filling job_agents from the links";
         let last = with_lock_retries(conn, what, Default::default(), |txn| {
             let after = cursor.clone();
             Box::pin(async move { fill_batch(txn, after.as_ref(), batch_size).await })

@@ -1,4 +1,5 @@
-//! How the migrations behave beside a live application: lock waits, retries, batch size.
+//! How the migrations behave beside a live application: lock waits, retries, batch size,
+//! replica lag.
 //!
 //! The migrations are driven by `sea-orm-migration`, which hands them nothing but a
 //! connection, so their settings live here, process-wide. The command sets them from its
@@ -26,6 +27,8 @@ pub const LOCK_TIMEOUT_ENV: &str = "MIGRATION_LOCK_TIMEOUT";
 pub const LOCK_RETRY_FOR_ENV: &str = "MIGRATION_LOCK_RETRY_FOR";
 /// Environment variable for [`Settings::batch_size`].
 pub const BATCH_SIZE_ENV: &str = "MIGRATION_BATCH_SIZE";
+/// Environment variable for [`Settings::max_replica_lag`] (`2s`, `500ms`, …).
+pub const MAX_REPLICA_LAG_ENV: &str = "MIGRATION_MAX_REPLICA_LAG";
 
 /// What a migration may cost the application beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +38,14 @@ pub struct Settings {
     /// lock waits in whole seconds: it is rounded up there.
     pub lock_timeout: Duration,
     /// How long a step keeps retrying (with backoff, letting the application through in
-    /// between) before it gives up and the migration stops with an error.
+    /// between), or a batched step waits for a lagging replica, before it gives up and the
+    /// migration stops with an error.
     pub lock_retry_for: Duration,
     /// Deployments read and written per backfill transaction.
     pub batch_size: u64,
+    /// When set, batched steps pause between batches while a streaming replica has not
+    /// replayed WAL older than this (PostgreSQL; see [`crate::replicas`]).
+    pub max_replica_lag: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -47,6 +54,7 @@ impl Default for Settings {
             lock_timeout: Duration::from_secs(1),
             lock_retry_for: Duration::from_secs(15 * 60),
             batch_size: 2_000,
+            max_replica_lag: None,
         }
     }
 }
@@ -69,8 +77,8 @@ impl From<SettingsError> for sea_orm_migration::DbErr {
 static INSTALLED: RwLock<Option<Settings>> = RwLock::new(None);
 
 impl Settings {
-    /// The defaults, overridden by `MIGRATION_LOCK_TIMEOUT`, `MIGRATION_LOCK_RETRY_FOR` and
-    /// `MIGRATION_BATCH_SIZE` where set.
+    /// The defaults, overridden by `MIGRATION_LOCK_TIMEOUT`, `MIGRATION_LOCK_RETRY_FOR`,
+    /// `MIGRATION_BATCH_SIZE` and `MIGRATION_MAX_REPLICA_LAG` where set.
     pub fn from_env() -> Result<Settings, SettingsError> {
         let defaults = Settings::default();
         let batch_size = |text: &str| match text.trim().parse() {
@@ -83,6 +91,7 @@ impl Settings {
             lock_retry_for: env_setting(LOCK_RETRY_FOR_ENV, parse_duration)?
                 .unwrap_or(defaults.lock_retry_for),
             batch_size: env_setting(BATCH_SIZE_ENV, batch_size)?.unwrap_or(defaults.batch_size),
+            max_replica_lag: env_setting(MAX_REPLICA_LAG_ENV, parse_duration)?,
         })
     }
 

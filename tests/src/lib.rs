@@ -10,6 +10,8 @@ pub mod galera;
 pub mod legacy;
 pub mod read;
 pub mod schema;
+#[cfg(feature = "runtime-tokio")]
+pub mod standby;
 
 use std::path::PathBuf;
 
@@ -137,7 +139,7 @@ pub(crate) fn database_name(test: &str) -> String {
     format!("{}_{hash:016x}", &name[..43])
 }
 
-fn server_url(variable: &str, default: &str) -> String {
+pub(crate) fn server_url(variable: &str, default: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| default.to_owned())
 }
 

@@ -181,6 +181,27 @@ pub trait Backend: Send + Sync {
     /// The names of the base tables of the current database or schema, one per row.
     fn tables(&self) -> Statement;
 
+    /// What the primary knows of its streaming replicas, one row each: name (text), the
+    /// primary's WAL position and the replica's replayed position (bytes, bigint; the latter
+    /// NULL until reported), and the lag it last reported, plus the time since it reported
+    /// (seconds, float, NULL when none). `None` where the primary cannot see its replicas'
+    /// positions.
+    fn replica_positions(&self) -> Option<Statement> {
+        None
+    }
+
+    /// A statement that writes a little WAL and nothing else, so that replicas receive some
+    /// and report their positions now rather than at their next status interval.
+    fn prompt_replica_reports(&self) -> Option<Statement> {
+        None
+    }
+
+    /// One row, one boolean: whether the connected role may read
+    /// [`Backend::replica_positions`] (other roles see NULL positions).
+    fn may_see_replica_positions(&self) -> Option<Statement> {
+        None
+    }
+
     /// Whether `error` means a lost race for a lock.
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention>;
 }

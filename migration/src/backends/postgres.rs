@@ -213,6 +213,36 @@ impl Backend for Postgres {
         )
     }
 
+    fn replica_positions(&self) -> Option<Statement> {
+        // Walsenders still sending a base backup have no replay position: not replicas yet.
+        Some(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT CAST(application_name AS text), \
+                    CAST(pg_current_wal_lsn() - '0/0'::pg_lsn AS bigint), \
+                    CAST(replay_lsn - '0/0'::pg_lsn AS bigint), \
+                    CAST(EXTRACT(epoch FROM replay_lag + (clock_timestamp() - reply_time)) \
+                         AS float8) \
+             FROM pg_stat_replication WHERE state IN ('streaming', 'catchup') \
+             ORDER BY application_name",
+        ))
+    }
+
+    fn prompt_replica_reports(&self) -> Option<Statement> {
+        // An xid makes the commit write a (tiny) commit record.
+        Some(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT CAST(pg_current_xact_id() AS text)",
+        ))
+    }
+
+    fn may_see_replica_positions(&self) -> Option<Statement> {
+        // Superusers are members of every role for pg_has_role.
+        Some(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')",
+        ))
+    }
+
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention> {
         match error.code()?.as_ref() {
             // lock_not_available: lock_timeout or NOWAIT.

@@ -79,6 +79,19 @@ fn generated_sql(backend: &dyn Backend, json: &str, id: &str) -> String {
         "remove the capture triggers",
         owned(backend.remove_capture_triggers()),
     );
+    let optional = |statement: Option<Statement>| statements(statement.into_iter().collect());
+    section(
+        "replica positions (for the replica-lag throttle)",
+        optional(backend.replica_positions()),
+    );
+    section(
+        "may the role see them",
+        optional(backend.may_see_replica_positions()),
+    );
+    section(
+        "prompt replicas to report",
+        optional(backend.prompt_replica_reports()),
+    );
     for column in legacy_columns(json, id) {
         section(
             &format!("add {} back", column.name),

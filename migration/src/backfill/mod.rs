@@ -27,6 +27,7 @@ use sea_orm_migration::sea_orm::{
 };
 
 use crate::locks::with_lock_retries;
+use crate::replicas::Throttle;
 use crate::settings::Settings;
 use crate::stop;
 use crate::tables::{Deployment, LegacyNames};
@@ -120,7 +121,9 @@ where
     let mut progress = progress::Progress::start(store::count_rows(conn, Deployment::Table).await?);
     let mut summary = BackfillSummary::default();
     let mut cursor = None;
+    let mut throttle = Throttle::start(conn).await?;
     loop {
+        throttle.wait_for_replicas(conn, "backfill").await?;
         if stop::requested() {
             progress.finish();
             let done = summary.deployments;
@@ -239,7 +242,9 @@ where
         Drain::LeaveTheLastFew => capture::count_pending(conn).await? / batch_size + 10,
         Drain::All => u64::MAX,
     };
+    let mut throttle = Throttle::start(conn).await?;
     for _ in 0..most_batches {
+        throttle.wait_for_replicas(conn, what).await?;
         if stop::requested() {
             let done = summary.deployments;
             let where_ = format!("catch-up: {done} deployments done, the rest still pending");
