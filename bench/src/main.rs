@@ -12,6 +12,7 @@ mod data;
 mod measure;
 mod naive;
 mod queries;
+mod standby;
 mod upstream;
 mod writer;
 
@@ -57,6 +58,21 @@ struct Cli {
     /// whose `job_agents` array holds this many MiB.
     #[arg(long)]
     huge_array_mib: Option<u64>,
+    /// Instead of the comparison (PostgreSQL): the replay lag of this hot standby of
+    /// `--server` (server URL, no database) and a reader's stalls on it, during upstream's
+    /// statements, ours, and ours with `--max-replica-lag`.
+    #[arg(long, requires = "server")]
+    standby: Option<String>,
+    /// With `--standby`: the maximum replica lag of ours' throttled run.
+    #[arg(long, default_value = "1s", value_parser = migration::settings::parse_duration)]
+    max_replica_lag: std::time::Duration,
+    /// With `--standby`: also hold one query on `deployment` open on the standby this long
+    /// from the start of each run (a report, a dump).
+    #[arg(long, value_parser = migration::settings::parse_duration)]
+    standby_long_query: Option<std::time::Duration>,
+    /// With `--standby`: let it replay only this share of the time (a slower standby).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u8).range(1..=100))]
+    standby_replay_percent: u8,
 }
 
 #[derive(Subcommand)]
@@ -108,17 +124,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(mib) = cli.huge_array_mib {
         return huge_array(&bench, &cli, mib).await;
     }
+    if let Some(standby) = &cli.standby {
+        return beside_standby(&bench, &cli, standby, &measured_commit).await;
+    }
     let mut rows = vec![];
 
-    let started = Instant::now();
-    let source = bench.fresh("src").await?;
-    data::generate(&source, cli.deployments, cli.seed).await?;
-    eprintln!(
-        "generated {} deployments in {:.1}s",
-        cli.deployments,
-        started.elapsed().as_secs_f64()
-    );
-    drop(source);
+    generate_source(&bench, &cli).await?;
 
     let url = bench.copy_of_source_url("ours").await?;
     let usage = run_ours(&url).await?;
@@ -209,6 +220,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Generates the legacy data every variant starts from, as database `src`.
+async fn generate_source(bench: &Bench, cli: &Cli) -> Result<(), DbErr> {
+    let started = Instant::now();
+    let source = bench.fresh("src").await?;
+    data::generate(&source, cli.deployments, cli.seed).await?;
+    eprintln!(
+        "generated {} deployments in {:.1}s",
+        cli.deployments,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Ours' peak memory beside one very large `job_agents` array.
 async fn huge_array(bench: &Bench, cli: &Cli, mib: u64) -> Result<(), Box<dyn std::error::Error>> {
     let db = bench.fresh("huge").await?;
@@ -232,10 +256,81 @@ async fn huge_array(bench: &Bench, cli: &Cli, mib: u64) -> Result<(), Box<dyn st
     Ok(())
 }
 
+/// Upstream's statements, ours, and ours throttled, each on a fresh copy of the data, with the
+/// standby's lag and a reader on it measured.
+async fn beside_standby(
+    bench: &Bench,
+    cli: &Cli,
+    standby: &str,
+    commit: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !matches!(cli.backend, Backend::Postgres) {
+        return Err("--standby is for PostgreSQL".into());
+    }
+    generate_source(bench, cli).await?;
+    let throttled = format!(
+        "ours, --max-replica-lag {}",
+        migration::settings::format_duration(cli.max_replica_lag)
+    );
+    let mut reports = vec![];
+    for variant in ["upstream + index", "ours", throttled.as_str()] {
+        let url = bench.copy_of_source_url("sb").await?;
+        let standby_url = format!("{standby}/bench_sb");
+        let (long_query, replay) = (cli.standby_long_query, cli.standby_replay_percent);
+        let monitor = standby::Monitor::start(&url, &standby_url, long_query, replay).await?;
+        let seconds = match variant {
+            "upstream + index" => run_upstream(&Database::connect(&url).await?, true).await?.0,
+            "ours" => run_ours(&url).await?.wall.as_secs_f64(),
+            _ => run_ours_with(&url, Some(cli.max_replica_lag))
+                .await?
+                .wall
+                .as_secs_f64(),
+        };
+        let report = monitor.stop(variant, seconds).await?;
+        eprintln!("{}", standby::row(&report));
+        reports.push(report);
+    }
+    let server = server_version(&bench.connect("sb").await?).await;
+    bench.remove("sb").await?;
+    if !cli.keep {
+        bench.remove("src").await?;
+    }
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let heading = format!(
+        "## PostgreSQL beside a hot standby, {} deployments\n\n`{command}` at commit {commit}\n\n{}; {server}\n\n",
+        cli.deployments,
+        machine().await
+    );
+    let markdown = heading + &standby::table(&reports);
+    let name = format!("standby-{}", cli.deployments);
+    std::fs::write(cli.out.join(format!("{name}.md")), &markdown)?;
+    std::fs::write(
+        cli.out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(&reports)?,
+    )?;
+    print!("{markdown}");
+    Ok(())
+}
+
 /// Runs `Migrator::up` on `url` in a child process of its own.
 async fn run_ours(url: &str) -> Result<measure::Usage, Box<dyn std::error::Error>> {
+    run_ours_with(url, None).await
+}
+
+/// [`run_ours`], with the replica-lag throttle set to `max_replica_lag`.
+async fn run_ours_with(
+    url: &str,
+    max_replica_lag: Option<std::time::Duration>,
+) -> Result<measure::Usage, Box<dyn std::error::Error>> {
     let mut child = Command::new(std::env::current_exe()?);
     child.args(["migrate-child", url]);
+    match max_replica_lag {
+        Some(lag) => child.env(
+            migration::settings::MAX_REPLICA_LAG_ENV,
+            migration::settings::format_duration(lag),
+        ),
+        None => child.env_remove(migration::settings::MAX_REPLICA_LAG_ENV),
+    };
     Ok(tokio::task::spawn_blocking(move || measure::run(child)).await??)
 }
 
@@ -347,7 +442,9 @@ impl Bench {
         self.remove(name).await?;
         let create = match (self.backend, template) {
             (Backend::Postgres, Some(template)) => {
-                format!("CREATE DATABASE bench_{name} TEMPLATE {template}")
+                // FILE_COPY: a copy made from WAL records loses its visibility map on a
+                // standby (index-only scans there would read the heap).
+                format!("CREATE DATABASE bench_{name} TEMPLATE {template} STRATEGY FILE_COPY")
             }
             _ => format!("CREATE DATABASE bench_{name}"),
         };

@@ -119,6 +119,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// `duration` the way [`parse_duration`] reads it (`1s`, `1m 30s`, `500ms`).
+pub fn format_duration(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
 /// `variable` read with `parse`, if it is set (and not blank).
 fn env_setting<T>(
     variable: &'static str,

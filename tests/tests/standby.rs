@@ -155,6 +155,43 @@ async fn a_maximum_replica_lag_is_refused_where_replicas_are_out_of_sight(backen
         .expect("without the setting, up finishes");
 }
 
+/// PostgreSQL hides replay positions from roles without `pg_read_all_stats`: such a role is
+/// told what to grant before anything runs, and one with the grant passes.
+async fn a_role_that_cannot_see_replay_positions_is_told_what_to_grant(db: TestDb) {
+    let role = "jat_replica_lag_role";
+    let grant = format!("GRANT pg_read_all_stats TO {role}");
+    for sql in [
+        format!("DROP ROLE IF EXISTS {role}"),
+        format!("CREATE ROLE {role} LOGIN"),
+    ] {
+        db.exec(&sql, vec![]).await;
+    }
+    let as_role = db
+        .url
+        .replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    let conn = sea_orm::Database::connect(&as_role)
+        .await
+        .expect("connect as the role");
+    let error = migration::replicas::require_visible(&conn)
+        .await
+        .expect_err("positions are hidden from this role")
+        .to_string();
+    assert!(error.contains("GRANT pg_read_all_stats"), "{error}");
+
+    db.exec(&grant, vec![]).await;
+    migration::replicas::require_visible(&conn)
+        .await
+        .expect("with the grant, the positions are visible");
+}
+
+mod postgres {
+    #[tokio::test]
+    async fn a_role_that_cannot_see_replay_positions_is_told_what_to_grant() {
+        let db = tests::TestDb::create(tests::Backend::Postgres, "sb_role").await;
+        super::a_role_that_cannot_see_replay_positions_is_told_what_to_grant(db).await;
+    }
+}
+
 mod mariadb {
     #[tokio::test]
     async fn a_maximum_replica_lag_is_refused_where_replicas_are_out_of_sight() {

@@ -16,6 +16,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement, TransactionTrait};
 
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
+use crate::settings::Settings;
 use crate::tables::{
     DEPLOYMENT_FOREIGN_KEY, JOB_AGENT_FOREIGN_KEY, JOB_AGENT_ID_INDEX, job_agent_id_index,
 };
@@ -29,12 +30,18 @@ const FOREIGN_KEYS: [(&str, &str, &str); 2] = [
 /// Stops checking foreign keys on this connection and drops the reverse index (SQLite).
 /// PostgreSQL needs nothing: its join table gets its keys and index only in [`restore`]
 /// (where a rerun finds them, the load checks them row by row rather than lock a parent).
+/// With a maximum replica lag set, though, it builds the reverse index first: built after
+/// the load, all its WAL would reach the replicas in one burst no pause can spread out.
 pub async fn set_aside<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    if conn.get_database_backend() != DbBackend::Sqlite {
-        return Ok(());
+    match conn.get_database_backend() {
+        DbBackend::Sqlite => {}
+        DbBackend::Postgres if Settings::current()?.max_replica_lag.is_some() => {
+            return create_job_agent_id_index(conn).await;
+        }
+        _ => return Ok(()),
     }
     // Only this connection stops checking: another writer's deletes still cascade, and each
     // batch reads and writes in one write transaction, so no link can lose its parent in
