@@ -15,7 +15,7 @@ use sea_orm_migration::sea_orm::QueryResult;
 use crate::backends;
 use crate::backfill::store::has_rows;
 use crate::dialect::{column_type, is_plain_type_name};
-use crate::tables::{LEGACY_COLUMNS, LegacyColumnRecord};
+use crate::tables::{JOB_AGENT, LEGACY_COLUMNS, LegacyColumnRecord};
 
 /// The record's columns, in the order [`LegacyColumnDef::decode`] reads them (the same as the
 /// backends' catalogue queries).
@@ -212,13 +212,13 @@ async fn baseline<C: ConnectionTrait>(conn: &C) -> Result<Vec<LegacyColumnDef>, 
         },
         LegacyColumnDef {
             name: "job_agent_id".to_owned(),
-            declared_type: column_type(conn, "job_agent", "id").await?,
+            declared_type: column_type(conn, JOB_AGENT, "id").await?,
             not_null: false,
             default: None,
             check: None,
             foreign_key: Some(LegacyForeignKey {
                 name: Some("fk_deployment_job_agent_id".to_owned()),
-                table: "job_agent".to_owned(),
+                table: JOB_AGENT.to_owned(),
                 column: "id".to_owned(),
                 on_delete: "NO ACTION".to_owned(),
             }),

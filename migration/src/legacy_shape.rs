@@ -1,14 +1,15 @@
 //! The legacy tables must have the columns the migrations read before anything is created:
 //! a database whose `deployment` is something else entirely is refused with a clear error.
 
+use crate::tables::{DEPLOYMENT, JOB_AGENT};
 use sea_orm_migration::prelude::*;
 
 /// Each legacy table and the columns the migrations need from it.
 const REQUIRED: [(&str, &[&str]); 3] = [
     ("workspace", &["id"]),
-    ("job_agent", &["id", "workspace_id"]),
+    (JOB_AGENT, &["id", "workspace_id"]),
     (
-        "deployment",
+        DEPLOYMENT,
         &[
             "id",
             "workspace_id",

@@ -8,7 +8,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
 use crate::backfill::store::has_rows;
-use crate::tables::{Deployment, JobAgent, Workspace};
+use crate::tables::{DEPLOYMENT, Deployment, JOB_AGENT, JobAgent, Workspace};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -28,7 +28,7 @@ impl MigrationTrait for Migration {
     /// Drops the legacy tables, but only when all of them are empty: a rollback must never
     /// destroy data silently.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let tables = ["deployment", "job_agent", "workspace"];
+        let tables = [DEPLOYMENT, JOB_AGENT, "workspace"];
         for table in tables {
             if manager.has_table(table).await?
                 && has_rows(manager.get_connection(), Alias::new(table)).await?

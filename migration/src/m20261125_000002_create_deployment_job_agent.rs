@@ -11,8 +11,8 @@ use sea_orm_migration::sea_orm::{DbBackend, Statement};
 use crate::dialect::column_type;
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{
-    BackfillReject, DEPLOYMENT_FOREIGN_KEY, Deployment, DeploymentJobAgent, JOB_AGENT_FOREIGN_KEY,
-    JobAgent, REJECT_DEPLOYMENT_INDEX, job_agent_id_index,
+    BackfillReject, DEPLOYMENT, DEPLOYMENT_FOREIGN_KEY, Deployment, DeploymentJobAgent, JOB_AGENT,
+    JOB_AGENT_FOREIGN_KEY, JobAgent, REJECT_DEPLOYMENT_INDEX, job_agent_id_index,
 };
 
 #[derive(DeriveMigrationName)]
@@ -24,8 +24,8 @@ impl MigrationTrait for Migration {
         crate::crash_point!("m20261125_000002_create_deployment_job_agent: up starts");
         let conn = manager.get_connection();
         let backend = manager.get_database_backend();
-        let deployment_id = column_type(conn, "deployment", "id").await?;
-        let job_agent_id = column_type(conn, "job_agent", "id").await?;
+        let deployment_id = column_type(conn, DEPLOYMENT, "id").await?;
+        let job_agent_id = column_type(conn, JOB_AGENT, "id").await?;
 
         let join_table = join_table_statements(backend, &deployment_id, &job_agent_id);
         if backend == DbBackend::Postgres {
@@ -38,8 +38,8 @@ impl MigrationTrait for Migration {
             with_lock_retries(conn, what, Default::default(), |txn| {
                 let join_table = join_table.clone();
                 Box::pin(async move {
-                    let parents = [TableLock::share_row_exclusive("job_agent")];
-                    let first = TableLock::share_row_exclusive("deployment");
+                    let parents = [TableLock::share_row_exclusive(JOB_AGENT)];
+                    let first = TableLock::share_row_exclusive(DEPLOYMENT);
                     lock_in_order(txn, first, &parents).await?;
                     for statement in &join_table {
                         txn.execute_raw(statement.clone()).await?;
@@ -70,8 +70,8 @@ impl MigrationTrait for Migration {
         with_lock_retries(manager.get_connection(), what, Default::default(), |txn| {
             let drop = drop.clone();
             Box::pin(async move {
-                let others = [TableLock::access_exclusive("job_agent")];
-                lock_in_order(txn, TableLock::access_exclusive("deployment"), &others).await?;
+                let others = [TableLock::access_exclusive(JOB_AGENT)];
+                lock_in_order(txn, TableLock::access_exclusive(DEPLOYMENT), &others).await?;
                 txn.execute(&drop).await.map(|_| ())
             })
         })

@@ -18,7 +18,10 @@ use crate::legacy_columns::{self, LegacyColumnDef};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::refill::{job_agents_from_links, job_agents_from_links_in};
 use crate::sqlite_rebuild;
-use crate::tables::{Deployment, LEGACY_COLUMNS, RETIRED_LEGACY_COLUMNS};
+use crate::tables::{
+    DEPLOYMENT, Deployment, JOB_AGENT, JOIN_TABLE, LEGACY_COLUMNS, PENDING_TABLE,
+    RETIRED_LEGACY_COLUMNS,
+};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -32,7 +35,7 @@ impl MigrationTrait for Migration {
         // Most captured writes are caught up batch by batch, writers still going, so the
         // part that keeps them out is left with the last few. (A rerun after MariaDB renamed
         // the columns finds no legacy column left to read here.)
-        let capturing = manager.has_table(PENDING).await?;
+        let capturing = manager.has_table(PENDING_TABLE).await?;
         let legacy = has_any_column(manager, &LEGACY_COLUMNS).await?;
         if capturing && legacy {
             drain_pending(conn).await?;
@@ -43,7 +46,7 @@ impl MigrationTrait for Migration {
                     legacy_columns::record(txn).await?;
                     finish_backfill(&SchemaManager::new(txn)).await
                 };
-                sqlite_rebuild::drop_columns(conn, "deployment", &LEGACY_COLUMNS, first).await
+                sqlite_rebuild::drop_columns(conn, DEPLOYMENT, &LEGACY_COLUMNS, first).await
             }
             DbBackend::Postgres => {
                 let what = "dropping the legacy columns (locks deployment: reads and writes wait)";
@@ -73,15 +76,15 @@ impl MigrationTrait for Migration {
                 job_agents_from_links_in(txn).await
             };
             let last = async |txn: &_| capture::install_in(txn).await;
-            sqlite_rebuild::redefine_columns(conn, "deployment", &redefined, first, last).await?;
+            sqlite_rebuild::redefine_columns(conn, DEPLOYMENT, &redefined, first, last).await?;
             return legacy_columns::forget(conn).await;
         }
         let what = "adding the legacy columns back (locks deployment for an instant)";
         with_lock_retries(conn, what, Default::default(), |txn| {
             let columns = columns.clone();
             Box::pin(async move {
-                let then = [TableLock::share_row_exclusive("job_agent")];
-                lock_in_order(txn, TableLock::access_exclusive("deployment"), &then).await?;
+                let then = [TableLock::share_row_exclusive(JOB_AGENT)];
+                lock_in_order(txn, TableLock::access_exclusive(DEPLOYMENT), &then).await?;
                 add_columns_back(txn, &columns).await?;
                 // The legacy columns are live again: capture writes until the next `up`.
                 capture::install_in(txn).await
@@ -100,18 +103,15 @@ impl MigrationTrait for Migration {
     }
 }
 
-/// The pending table of [`capture`].
-const PENDING: &str = "deployment_job_agent_backfill_pending";
-
 /// Takes `deployment` first, waiting at most the lock timeout while holding nothing, then
 /// everything else the step touches at once or not at all (`NOWAIT`): the step never waits
 /// while holding a lock, so no session can deadlock with it.
 async fn drop_under_postgres_lock(txn: &DatabaseTransaction) -> Result<(), DbErr> {
     let then = [
-        TableLock::exclusive("deployment_job_agent"),
-        TableLock::access_exclusive("job_agent"),
+        TableLock::exclusive(JOIN_TABLE),
+        TableLock::access_exclusive(JOB_AGENT),
     ];
-    lock_in_order(txn, TableLock::access_exclusive("deployment"), &then).await?;
+    lock_in_order(txn, TableLock::access_exclusive(DEPLOYMENT), &then).await?;
     crate::crash_point!("drop: deployment locked");
     legacy_columns::record(txn).await?;
     let manager = SchemaManager::new(txn);
@@ -128,7 +128,7 @@ async fn add_columns_back(
     let manager = SchemaManager::new(txn);
     let backend = backends::of(manager.get_database_backend());
     for column in columns {
-        if manager.has_column("deployment", &column.name).await? {
+        if manager.has_column(DEPLOYMENT, &column.name).await? {
             continue;
         }
         for sql in backend.add_legacy_column(column) {
@@ -169,7 +169,7 @@ where
 /// pending table there is nothing to do: capture creates it before its triggers and drops
 /// it after them.
 async fn finish_backfill(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    if !manager.has_table(PENDING).await? {
+    if !manager.has_table(PENDING_TABLE).await? {
         return Ok(());
     }
     catch_up(manager.get_connection()).await?;
@@ -186,7 +186,7 @@ async fn drop_columns(manager: &SchemaManager<'_>, columns: &[&str]) -> Result<(
     alter.table(Deployment::Table);
     let mut any = false;
     for column in columns {
-        if manager.has_column("deployment", column).await? {
+        if manager.has_column(DEPLOYMENT, column).await? {
             alter.drop_column(Alias::new(*column));
             any = true;
         }
@@ -254,7 +254,7 @@ async fn retire_mysql(txn: &DatabaseTransaction, capturing: bool) -> Result<(), 
     rename.table(Deployment::Table);
     let mut any = false;
     for (live, retired) in LEGACY_COLUMNS.iter().zip(RETIRED_LEGACY_COLUMNS) {
-        if manager.has_column("deployment", live).await? {
+        if manager.has_column(DEPLOYMENT, live).await? {
             rename.rename_column(Alias::new(*live), Alias::new(retired));
             any = true;
         }
@@ -274,7 +274,7 @@ async fn drop_retired_mysql(txn: &DatabaseTransaction) -> Result<(), DbErr> {
 
 async fn has_any_column(manager: &SchemaManager<'_>, columns: &[&str]) -> Result<bool, DbErr> {
     for column in columns {
-        if manager.has_column("deployment", column).await? {
+        if manager.has_column(DEPLOYMENT, column).await? {
             return Ok(true);
         }
     }

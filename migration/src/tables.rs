@@ -5,6 +5,13 @@
 
 use sea_orm_migration::prelude::*;
 
+/// The tables' names as text, for statements written out in full (triggers, table locks,
+/// catalogue lookups). Each is its iden's name below (a test checks they agree).
+pub const DEPLOYMENT: &str = "deployment";
+pub const JOB_AGENT: &str = "job_agent";
+pub const JOIN_TABLE: &str = "deployment_job_agent";
+pub const PENDING_TABLE: &str = "deployment_job_agent_backfill_pending";
+
 #[derive(DeriveIden, Clone, Copy)]
 pub enum Workspace {
     Table,
@@ -60,6 +67,13 @@ pub enum BackfillPending {
     Table,
     DeploymentId,
 }
+
+/// The capture's triggers on `deployment`: one for inserts, one for updates that change what
+/// the rules read. (PostgreSQL names its insert trigger after the function both run.)
+pub const CAPTURE_INSERT_TRIGGER: &str = "deployment_job_agent_backfill_capture_insert";
+pub const CAPTURE_UPDATE_TRIGGER: &str = "deployment_job_agent_backfill_capture_update";
+/// PostgreSQL: the capture's trigger function, and the name of its insert trigger.
+pub const CAPTURE_FUNCTION: &str = "deployment_job_agent_backfill_capture";
 
 /// The join table's foreign keys, to `deployment` and to `job_agent`.
 pub const DEPLOYMENT_FOREIGN_KEY: &str = "fk_deployment_job_agent_deployment";
@@ -134,4 +148,17 @@ pub enum LegacyColumnRecord {
     FkTable,
     FkColumn,
     FkOnDelete,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_names_as_text_are_the_idens_names() {
+        assert_eq!(Deployment::Table.to_string(), DEPLOYMENT);
+        assert_eq!(JobAgent::Table.to_string(), JOB_AGENT);
+        assert_eq!(DeploymentJobAgent::Table.to_string(), JOIN_TABLE);
+        assert_eq!(BackfillPending::Table.to_string(), PENDING_TABLE);
+    }
 }

@@ -160,19 +160,19 @@ pub trait Backend: Send + Sync {
     /// writes (renames, selectors) then cost the drop step's critical section nothing.
     /// Values are compared as text or bytes, so a change of case in a JSON string counts
     /// whatever the column's type or collation.
-    fn capture_triggers(&self) -> &'static [&'static str];
+    fn capture_triggers(&self) -> Vec<String>;
 
     /// Statements that make the capture record every update of `deployment` and read no
     /// legacy column, so the columns can be renamed while the capture is still on (a trigger
     /// that reads a renamed column fails every update). Only MariaDB's drop step renames
     /// them (its DDL commits statement by statement); elsewhere the drop step is one
     /// transaction and this is empty.
-    fn capture_every_update(&self) -> &'static [&'static str] {
-        &[]
+    fn capture_every_update(&self) -> Vec<String> {
+        vec![]
     }
 
     /// Statements that remove what [`Backend::capture_triggers`] installed.
-    fn remove_capture_triggers(&self) -> &'static [&'static str];
+    fn remove_capture_triggers(&self) -> Vec<String>;
 
     /// What the connected role lacks of what the migrations need, one description per row;
     /// no rows when nothing is missing (or the backend has no privileges, like SQLite).

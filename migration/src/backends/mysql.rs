@@ -8,7 +8,9 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, s
 
 use super::{Backend, ConstraintStep, Contention, TableLock, foreign_key_name};
 use crate::legacy_columns::LegacyColumnDef;
-use crate::tables::LEGACY_COLUMNS;
+use crate::tables::{
+    CAPTURE_INSERT_TRIGGER, CAPTURE_UPDATE_TRIGGER, LEGACY_COLUMNS, PENDING_TABLE,
+};
 
 pub struct MySql;
 
@@ -169,36 +171,42 @@ impl Backend for MySql {
         }]
     }
 
-    fn capture_triggers(&self) -> &'static [&'static str] {
-        &[
-            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_insert \
-             AFTER INSERT ON deployment FOR EACH ROW \
-             INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) VALUES (NEW.id)",
-            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_update \
-             AFTER UPDATE ON deployment FOR EACH ROW \
-             IF NOT (CAST(OLD.id AS BINARY) <=> CAST(NEW.id AS BINARY) \
-               AND CAST(OLD.workspace_id AS BINARY) <=> CAST(NEW.workspace_id AS BINARY) \
-               AND CAST(OLD.job_agents AS BINARY) <=> CAST(NEW.job_agents AS BINARY) \
-               AND CAST(OLD.job_agent_id AS BINARY) <=> CAST(NEW.job_agent_id AS BINARY) \
-               AND CAST(OLD.job_agent_config AS BINARY) <=> CAST(NEW.job_agent_config AS BINARY)) \
-             THEN INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
-               VALUES (NEW.id); \
-             END IF",
+    fn capture_triggers(&self) -> Vec<String> {
+        let pending = PENDING_TABLE;
+        vec![
+            format!(
+                "CREATE TRIGGER IF NOT EXISTS {CAPTURE_INSERT_TRIGGER} \
+                 AFTER INSERT ON deployment FOR EACH ROW \
+                 INSERT IGNORE INTO {pending} (deployment_id) VALUES (NEW.id)"
+            ),
+            format!(
+                "CREATE TRIGGER IF NOT EXISTS {CAPTURE_UPDATE_TRIGGER} \
+                 AFTER UPDATE ON deployment FOR EACH ROW \
+                 IF NOT (CAST(OLD.id AS BINARY) <=> CAST(NEW.id AS BINARY) \
+                   AND CAST(OLD.workspace_id AS BINARY) <=> CAST(NEW.workspace_id AS BINARY) \
+                   AND CAST(OLD.job_agents AS BINARY) <=> CAST(NEW.job_agents AS BINARY) \
+                   AND CAST(OLD.job_agent_id AS BINARY) <=> CAST(NEW.job_agent_id AS BINARY) \
+                   AND CAST(OLD.job_agent_config AS BINARY) <=> CAST(NEW.job_agent_config AS BINARY)) \
+                 THEN INSERT IGNORE INTO {pending} (deployment_id) \
+                   VALUES (NEW.id); \
+                 END IF"
+            ),
         ]
     }
 
-    fn capture_every_update(&self) -> &'static [&'static str] {
-        &[
-            "CREATE OR REPLACE TRIGGER deployment_job_agent_backfill_capture_update \
+    fn capture_every_update(&self) -> Vec<String> {
+        let pending = PENDING_TABLE;
+        vec![format!(
+            "CREATE OR REPLACE TRIGGER {CAPTURE_UPDATE_TRIGGER} \
            AFTER UPDATE ON deployment FOR EACH ROW \
-           INSERT IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) VALUES (NEW.id)",
-        ]
+           INSERT IGNORE INTO {pending} (deployment_id) VALUES (NEW.id)"
+        )]
     }
 
-    fn remove_capture_triggers(&self) -> &'static [&'static str] {
-        &[
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_insert",
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update",
+    fn remove_capture_triggers(&self) -> Vec<String> {
+        vec![
+            format!("DROP TRIGGER IF EXISTS {CAPTURE_INSERT_TRIGGER}"),
+            format!("DROP TRIGGER IF EXISTS {CAPTURE_UPDATE_TRIGGER}"),
         ]
     }
 

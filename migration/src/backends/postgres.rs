@@ -6,7 +6,9 @@ use sea_orm_migration::sea_orm::{DbBackend, Statement, sqlx};
 
 use super::{Backend, ConstraintStep, Contention, TableLock, foreign_key_name};
 use crate::legacy_columns::LegacyColumnDef;
-use crate::tables::LEGACY_COLUMNS;
+use crate::tables::{
+    CAPTURE_FUNCTION, CAPTURE_UPDATE_TRIGGER, DEPLOYMENT, LEGACY_COLUMNS, PENDING_TABLE,
+};
 
 pub struct Postgres;
 
@@ -109,7 +111,7 @@ impl Backend for Postgres {
     fn restore_constraints(&self, column: &LegacyColumnDef) -> Vec<ConstraintStep> {
         let name = quote(&column.name);
         let exclusive = |statements| ConstraintStep {
-            lock: Some(TableLock::access_exclusive("deployment")),
+            lock: Some(TableLock::access_exclusive(DEPLOYMENT)),
             statements,
         };
         let unlocked = |statements| ConstraintStep {
@@ -148,41 +150,49 @@ impl Backend for Postgres {
         steps
     }
 
-    fn capture_triggers(&self) -> &'static [&'static str] {
-        &[
+    fn capture_triggers(&self) -> Vec<String> {
+        let pending = PENDING_TABLE;
+        let (function, update) = (CAPTURE_FUNCTION, CAPTURE_UPDATE_TRIGGER);
+        vec![
             // SECURITY DEFINER: the application's role may write `deployment` without any
             // privilege on the pending table. The table is named with its schema and the
             // search path is fixed, so no object of the caller's can stand in for ours.
-            "DO $do$ BEGIN EXECUTE format($sql$ \
-               CREATE OR REPLACE FUNCTION deployment_job_agent_backfill_capture() \
-               RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
-               SET search_path = pg_catalog, pg_temp AS $fn$ BEGIN \
-                 INSERT INTO %I.deployment_job_agent_backfill_pending (deployment_id) \
-                 VALUES (NEW.id) ON CONFLICT DO NOTHING; \
-                 RETURN NULL; \
-               END $fn$ $sql$, current_schema()); END $do$",
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture ON deployment",
-            "CREATE TRIGGER deployment_job_agent_backfill_capture AFTER INSERT \
-             ON deployment FOR EACH ROW EXECUTE FUNCTION deployment_job_agent_backfill_capture()",
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update ON deployment",
-            "CREATE TRIGGER deployment_job_agent_backfill_capture_update AFTER UPDATE \
-             ON deployment FOR EACH ROW WHEN ( \
-               (CAST(OLD.id AS text), CAST(OLD.workspace_id AS text), \
-                CAST(OLD.job_agents AS text), CAST(OLD.job_agent_id AS text), \
-                CAST(OLD.job_agent_config AS text)) \
-               IS DISTINCT FROM \
-               (CAST(NEW.id AS text), CAST(NEW.workspace_id AS text), \
-                CAST(NEW.job_agents AS text), CAST(NEW.job_agent_id AS text), \
-                CAST(NEW.job_agent_config AS text))) \
-             EXECUTE FUNCTION deployment_job_agent_backfill_capture()",
+            format!(
+                "DO $do$ BEGIN EXECUTE format($sql$ \
+                   CREATE OR REPLACE FUNCTION {function}() \
+                   RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+                   SET search_path = pg_catalog, pg_temp AS $fn$ BEGIN \
+                     INSERT INTO %I.{pending} (deployment_id) \
+                     VALUES (NEW.id) ON CONFLICT DO NOTHING; \
+                     RETURN NULL; \
+                   END $fn$ $sql$, current_schema()); END $do$"
+            ),
+            format!("DROP TRIGGER IF EXISTS {function} ON deployment"),
+            format!(
+                "CREATE TRIGGER {function} AFTER INSERT \
+                 ON deployment FOR EACH ROW EXECUTE FUNCTION {function}()"
+            ),
+            format!("DROP TRIGGER IF EXISTS {update} ON deployment"),
+            format!(
+                "CREATE TRIGGER {update} AFTER UPDATE \
+                 ON deployment FOR EACH ROW WHEN ( \
+                   (CAST(OLD.id AS text), CAST(OLD.workspace_id AS text), \
+                    CAST(OLD.job_agents AS text), CAST(OLD.job_agent_id AS text), \
+                    CAST(OLD.job_agent_config AS text)) \
+                   IS DISTINCT FROM \
+                   (CAST(NEW.id AS text), CAST(NEW.workspace_id AS text), \
+                    CAST(NEW.job_agents AS text), CAST(NEW.job_agent_id AS text), \
+                    CAST(NEW.job_agent_config AS text))) \
+                 EXECUTE FUNCTION {function}()"
+            ),
         ]
     }
 
-    fn remove_capture_triggers(&self) -> &'static [&'static str] {
-        &[
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture ON deployment",
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update ON deployment",
-            "DROP FUNCTION IF EXISTS deployment_job_agent_backfill_capture()",
+    fn remove_capture_triggers(&self) -> Vec<String> {
+        vec![
+            format!("DROP TRIGGER IF EXISTS {CAPTURE_FUNCTION} ON deployment"),
+            format!("DROP TRIGGER IF EXISTS {CAPTURE_UPDATE_TRIGGER} ON deployment"),
+            format!("DROP FUNCTION IF EXISTS {CAPTURE_FUNCTION}()"),
         ]
     }
 

@@ -53,7 +53,6 @@ fn generated_sql(backend: &dyn Backend, json: &str, id: &str) -> String {
             })
             .collect::<Vec<_>>()
     };
-    let owned = |sql: &[&str]| sql.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     section(
         "bound lock waits (1 s)",
         statements(backend.bound_lock_waits(Duration::from_secs(1))),
@@ -70,14 +69,11 @@ fn generated_sql(backend: &dyn Backend, json: &str, id: &str) -> String {
         "lock in order: deployment first, then the rest at once",
         statements(backend.lock_in_order(TableLock::access_exclusive("deployment"), &then)),
     );
-    section("capture triggers", owned(backend.capture_triggers()));
-    section(
-        "capture every update",
-        owned(backend.capture_every_update()),
-    );
+    section("capture triggers", backend.capture_triggers());
+    section("capture every update", backend.capture_every_update());
     section(
         "remove the capture triggers",
-        owned(backend.remove_capture_triggers()),
+        backend.remove_capture_triggers(),
     );
     let optional = |statement: Option<Statement>| statements(statement.into_iter().collect());
     section(

@@ -7,7 +7,9 @@ use sea_orm_migration::sea_orm::{DbBackend, Statement, sqlx};
 
 use super::{Backend, ConstraintStep, Contention, TableLock};
 use crate::legacy_columns::LegacyColumnDef;
-use crate::tables::LEGACY_COLUMNS;
+use crate::tables::{
+    CAPTURE_INSERT_TRIGGER, CAPTURE_UPDATE_TRIGGER, LEGACY_COLUMNS, PENDING_TABLE,
+};
 
 pub struct Sqlite;
 
@@ -72,31 +74,36 @@ impl Backend for Sqlite {
         vec![]
     }
 
-    fn capture_triggers(&self) -> &'static [&'static str] {
-        &[
-            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_insert \
-             AFTER INSERT ON deployment BEGIN \
-               INSERT OR IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
-               VALUES (NEW.id); \
-             END",
-            "CREATE TRIGGER IF NOT EXISTS deployment_job_agent_backfill_capture_update \
-             AFTER UPDATE ON deployment \
-             WHEN OLD.id IS NOT NEW.id COLLATE BINARY \
-               OR OLD.workspace_id IS NOT NEW.workspace_id COLLATE BINARY \
-               OR OLD.job_agents IS NOT NEW.job_agents COLLATE BINARY \
-               OR OLD.job_agent_id IS NOT NEW.job_agent_id COLLATE BINARY \
-               OR OLD.job_agent_config IS NOT NEW.job_agent_config COLLATE BINARY \
-             BEGIN \
-               INSERT OR IGNORE INTO deployment_job_agent_backfill_pending (deployment_id) \
-               VALUES (NEW.id); \
-             END",
+    fn capture_triggers(&self) -> Vec<String> {
+        let pending = PENDING_TABLE;
+        vec![
+            format!(
+                "CREATE TRIGGER IF NOT EXISTS {CAPTURE_INSERT_TRIGGER} \
+                 AFTER INSERT ON deployment BEGIN \
+                   INSERT OR IGNORE INTO {pending} (deployment_id) \
+                   VALUES (NEW.id); \
+                 END"
+            ),
+            format!(
+                "CREATE TRIGGER IF NOT EXISTS {CAPTURE_UPDATE_TRIGGER} \
+                 AFTER UPDATE ON deployment \
+                 WHEN OLD.id IS NOT NEW.id COLLATE BINARY \
+                   OR OLD.workspace_id IS NOT NEW.workspace_id COLLATE BINARY \
+                   OR OLD.job_agents IS NOT NEW.job_agents COLLATE BINARY \
+                   OR OLD.job_agent_id IS NOT NEW.job_agent_id COLLATE BINARY \
+                   OR OLD.job_agent_config IS NOT NEW.job_agent_config COLLATE BINARY \
+                 BEGIN \
+                   INSERT OR IGNORE INTO {pending} (deployment_id) \
+                   VALUES (NEW.id); \
+                 END"
+            ),
         ]
     }
 
-    fn remove_capture_triggers(&self) -> &'static [&'static str] {
-        &[
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_insert",
-            "DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_update",
+    fn remove_capture_triggers(&self) -> Vec<String> {
+        vec![
+            format!("DROP TRIGGER IF EXISTS {CAPTURE_INSERT_TRIGGER}"),
+            format!("DROP TRIGGER IF EXISTS {CAPTURE_UPDATE_TRIGGER}"),
         ]
     }
 

@@ -18,13 +18,14 @@ use sea_orm_migration::sea_orm::{DbBackend, Statement, TransactionTrait};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::settings::Settings;
 use crate::tables::{
-    DEPLOYMENT_FOREIGN_KEY, JOB_AGENT_FOREIGN_KEY, JOB_AGENT_ID_INDEX, job_agent_id_index,
+    DEPLOYMENT, DEPLOYMENT_FOREIGN_KEY, JOB_AGENT, JOB_AGENT_FOREIGN_KEY, JOB_AGENT_ID_INDEX,
+    JOIN_TABLE, job_agent_id_index,
 };
 
 /// The join table's foreign keys: (name, column, parent table).
 const FOREIGN_KEYS: [(&str, &str, &str); 2] = [
-    (DEPLOYMENT_FOREIGN_KEY, "deployment_id", "deployment"),
-    (JOB_AGENT_FOREIGN_KEY, "job_agent_id", "job_agent"),
+    (DEPLOYMENT_FOREIGN_KEY, "deployment_id", DEPLOYMENT),
+    (JOB_AGENT_FOREIGN_KEY, "job_agent_id", JOB_AGENT),
 ];
 
 /// Stops checking foreign keys on this connection and drops the reverse index (SQLite).
@@ -69,23 +70,23 @@ where
         // Adding a key locks the parent against writes (not reads) for an instant.
         let what = format!("putting back the foreign key to {parent}");
         let add = format!(
-            "ALTER TABLE deployment_job_agent ADD CONSTRAINT {name} FOREIGN KEY ({column}) \
+            "ALTER TABLE {JOIN_TABLE} ADD CONSTRAINT {name} FOREIGN KEY ({column}) \
              REFERENCES {parent} (id) ON DELETE CASCADE NOT VALID"
         );
         let first = TableLock::share_row_exclusive(parent);
-        let links = [TableLock::share_row_exclusive("deployment_job_agent")];
+        let links = [TableLock::share_row_exclusive(JOIN_TABLE)];
         run_locked(conn, &what, (first, &links), [add]).await?;
         crate::crash_point!("bulk load: constraint step");
         let orphans = format!(
-            "DELETE FROM deployment_job_agent l \
+            "DELETE FROM {JOIN_TABLE} l \
              WHERE NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = l.{column})"
         );
         conn.execute_unprepared(&orphans).await?;
         crate::crash_point!("bulk load: constraint step");
         // Validation takes no lock that blocks readers or writers of the parent.
-        let validate = format!("ALTER TABLE deployment_job_agent VALIDATE CONSTRAINT {name}");
+        let validate = format!("ALTER TABLE {JOIN_TABLE} VALIDATE CONSTRAINT {name}");
         let first = TableLock {
-            table: "deployment_job_agent",
+            table: JOIN_TABLE,
             mode: "SHARE UPDATE EXCLUSIVE",
         };
         run_locked(conn, &what, (first, &[]), [validate]).await?;
@@ -121,8 +122,8 @@ where
 async fn restore_sqlite<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     create_job_agent_id_index(conn).await?;
     conn.execute_unprepared("PRAGMA foreign_keys = ON").await?;
-    let check = "SELECT COUNT(*) FROM pragma_foreign_key_check('deployment_job_agent')";
-    let statement = Statement::from_string(DbBackend::Sqlite, check);
+    let check = "SELECT COUNT(*) FROM pragma_foreign_key_check($1)";
+    let statement = Statement::from_sql_and_values(DbBackend::Sqlite, check, [JOIN_TABLE.into()]);
     let row = conn.query_one_raw(statement).await?;
     let violations: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
     match violations {
@@ -152,8 +153,8 @@ pub async fn refresh_statistics<C: ConnectionTrait>(conn: &C) -> Result<(), DbEr
 }
 
 async fn has_constraint<C: ConnectionTrait>(conn: &C, name: &str) -> Result<bool, DbErr> {
-    let sql = "SELECT 1 FROM pg_constraint \
-               WHERE conrelid = to_regclass('deployment_job_agent') AND conname = $1";
-    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, [name.into()]);
+    let sql = "SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2";
+    let values = [JOIN_TABLE.into(), name.into()];
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
     Ok(conn.query_one_raw(statement).await?.is_some())
 }

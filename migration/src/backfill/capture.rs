@@ -18,7 +18,7 @@ use sea_orm_migration::sea_orm::TransactionTrait;
 use crate::backends;
 use crate::dialect::{column_type, read_id, select_id};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
-use crate::tables::BackfillPending;
+use crate::tables::{BackfillPending, DEPLOYMENT};
 
 use super::ids::StoredId;
 
@@ -52,17 +52,17 @@ where
 pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     // What `CREATE TRIGGER` takes anyway: writers wait, readers go on (on a hot standby too,
     // which replays only `ACCESS EXCLUSIVE`).
-    lock_in_order(conn, TableLock::share_row_exclusive("deployment"), &[]).await?;
+    lock_in_order(conn, TableLock::share_row_exclusive(DEPLOYMENT), &[]).await?;
     create_pending_table(conn).await?;
     for sql in backends::of(conn.get_database_backend()).capture_triggers() {
-        conn.execute_unprepared(sql).await?;
+        conn.execute_unprepared(&sql).await?;
         crate::crash_point!("capture: trigger step");
     }
     Ok(())
 }
 
 async fn create_pending_table<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    let id_type = column_type(conn, "deployment", "id").await?;
+    let id_type = column_type(conn, DEPLOYMENT, "id").await?;
     let table = Table::create()
         .table(BackfillPending::Table)
         .if_not_exists()
@@ -79,7 +79,7 @@ async fn create_pending_table<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr>
 /// `Backend::capture_every_update`), on a connection that already runs a locked step.
 pub async fn capture_every_update_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     for sql in backends::of(conn.get_database_backend()).capture_every_update() {
-        conn.execute_unprepared(sql).await?;
+        conn.execute_unprepared(&sql).await?;
     }
     Ok(())
 }
@@ -87,9 +87,9 @@ pub async fn capture_every_update_in<C: ConnectionTrait>(conn: &C) -> Result<(),
 /// Drops the triggers, keeping what they recorded, on a connection that already runs a
 /// locked step.
 pub async fn stop_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    lock_in_order(conn, TableLock::access_exclusive("deployment"), &[]).await?;
+    lock_in_order(conn, TableLock::access_exclusive(DEPLOYMENT), &[]).await?;
     for sql in backends::of(conn.get_database_backend()).remove_capture_triggers() {
-        conn.execute_unprepared(sql).await?;
+        conn.execute_unprepared(&sql).await?;
     }
     Ok(())
 }

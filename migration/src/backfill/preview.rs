@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use super::batch_size;
 use super::rules::{self, RejectReason};
 use super::store::{self, AgentDirectory, Page};
+use crate::tables::DEPLOYMENT;
 
 /// Examples kept per reject reason.
 const EXAMPLES_PER_REASON: usize = 3;
@@ -65,7 +66,7 @@ pub struct ChangedDeployments {
 /// Reads every deployment and applies the backfill rules, changing nothing.
 pub async fn preview(conn: &DatabaseConnection) -> Result<Preview, DbErr> {
     if !SchemaManager::new(conn)
-        .has_column("deployment", "job_agents")
+        .has_column(DEPLOYMENT, "job_agents")
         .await?
     {
         return Err(DbErr::Custom(
