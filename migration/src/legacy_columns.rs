@@ -13,8 +13,8 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::QueryResult;
 
 use crate::backends;
+use crate::backends::{column_type, is_plain_type_name};
 use crate::backfill::store::has_rows;
-use crate::dialect::{column_type, is_plain_type_name};
 use crate::tables::{JOB_AGENT, LEGACY_COLUMNS, LegacyColumnRecord};
 
 /// The record's columns, in the order [`LegacyColumnDef::decode`] reads them (the same as the

@@ -44,7 +44,6 @@ pub use sea_orm_migration::prelude::*;
 mod backends;
 pub mod backfill;
 pub mod data_guard;
-mod dialect;
 #[doc(hidden)]
 pub mod fault;
 pub mod legacy_columns;

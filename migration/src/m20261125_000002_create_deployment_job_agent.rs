@@ -8,7 +8,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement};
 
-use crate::dialect::column_type;
+use crate::backends::column_type;
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{
     BackfillReject, DEPLOYMENT, DEPLOYMENT_FOREIGN_KEY, Deployment, DeploymentJobAgent, JOB_AGENT,

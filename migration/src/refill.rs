@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::TransactionTrait;
 
+use crate::backends::{json_value, read_id, select_id, select_json_text};
 use crate::backfill::ids::StoredId;
-use crate::dialect::{json_value, read_id, select_id, select_json_text};
 use crate::locks::with_lock_retries;
 use crate::replicas::Throttle;
 use crate::settings::Settings;

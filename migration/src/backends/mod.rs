@@ -13,8 +13,10 @@ pub mod sqlite;
 
 use std::time::Duration;
 
+use sea_orm_migration::prelude::{ConnectionTrait, Expr, IntoIden};
 use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, RuntimeErr, Statement, sqlx};
 
+use crate::backfill::ids::StoredId;
 use crate::legacy_columns::LegacyColumnDef;
 
 /// Why a statement gave up: another session held what it needed. All of them are retried.
@@ -202,6 +204,30 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Expressions that select id column `column` so that [`Backend::read_id`] can decode it
+    /// (one, unless the backend needs more to tell how the id is stored).
+    fn select_id(&self, column: Expr) -> Vec<Expr> {
+        vec![column]
+    }
+
+    /// Decodes an id selected with [`Backend::select_id`], starting at column `*index`
+    /// (advanced past it).
+    fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr>;
+
+    /// Selects JSON column `column` as its stored text.
+    fn select_json_text(&self, column: Expr) -> Expr {
+        column
+    }
+
+    /// A bound JSON value, written as exactly this text.
+    fn json_value(&self, text: String) -> Expr {
+        Expr::val(text)
+    }
+
+    /// The declared type of a column, one row with one text column; binds the table's name,
+    /// then the column's.
+    fn declared_type(&self, table: &str, column: &str) -> Statement;
+
     /// Whether `error` means a lost race for a lock.
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention>;
 }
@@ -244,4 +270,81 @@ pub fn foreign_key_name(column: &LegacyColumnDef) -> String {
     (column.foreign_key.as_ref())
         .and_then(|key| key.name.clone())
         .unwrap_or_else(|| format!("fk_deployment_{}", column.name))
+}
+
+/// Expressions that select id column `column` of `table` so that [`read_id`] can decode it.
+pub fn select_id(backend: DbBackend, table: impl IntoIden, column: impl IntoIden) -> Vec<Expr> {
+    of(backend).select_id(Expr::col((table.into_iden(), column.into_iden())))
+}
+
+/// Decodes an id selected with [`select_id`], starting at column `*index` (advanced past it).
+pub fn read_id(
+    backend: DbBackend,
+    row: &QueryResult,
+    index: &mut usize,
+) -> Result<Option<StoredId>, DbErr> {
+    of(backend).read_id(row, index)
+}
+
+/// Selects JSON column `column` of `table` as its stored text.
+pub fn select_json_text(backend: DbBackend, table: impl IntoIden, column: impl IntoIden) -> Expr {
+    of(backend).select_json_text(Expr::col((table.into_iden(), column.into_iden())))
+}
+
+/// A bound JSON value, written as exactly this text.
+pub fn json_value(backend: DbBackend, text: String) -> Expr {
+    of(backend).json_value(text)
+}
+
+/// The declared type of `table.column`, for a new column that must hold the same values
+/// (a foreign key to it, on MariaDB, must match its type, character set and collation).
+/// Only text that reads as a plain type name is returned: it goes into DDL.
+pub async fn column_type<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    column: &str,
+) -> Result<String, DbErr> {
+    let statement = of(conn.get_database_backend()).declared_type(table, column);
+    let row = conn
+        .query_one_raw(statement)
+        .await?
+        .ok_or_else(|| DbErr::Migration(format!("table `{table}` has no column `{column}`")))?;
+    let declared: String = row.try_get_by_index(0)?;
+    let declared = match declared.trim() {
+        // An untyped SQLite column has no affinity; BLOB declares the same.
+        "" => "BLOB".to_owned(),
+        declared => declared.to_owned(),
+    };
+    if !is_plain_type_name(&declared) {
+        return Err(DbErr::Migration(format!(
+            "column `{table}.{column}` has a type this migration cannot copy: {declared:?}"
+        )));
+    }
+    Ok(declared)
+}
+
+/// A type as information schemas print them: words, digits, parentheses, commas.
+pub(crate) fn is_plain_type_name(declared: &str) -> bool {
+    declared
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '_' | '(' | ')' | ','))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_plain_type_name;
+
+    #[test]
+    fn declared_types_are_accepted_and_anything_else_refused() {
+        for ok in [
+            "uuid",
+            "binary(16)",
+            "char(36) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        ] {
+            assert!(is_plain_type_name(ok), "{ok}");
+        }
+        for bad in ["text); DROP TABLE x; --", "varchar(36) DEFAULT 'x'", "a\"b"] {
+            assert!(!is_plain_type_name(bad), "{bad}");
+        }
+    }
 }

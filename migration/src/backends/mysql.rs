@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, sqlx};
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, sqlx};
 
 use super::{Backend, ConstraintStep, Contention, TableLock, foreign_key_name};
+use crate::backfill::ids::StoredId;
 use crate::legacy_columns::LegacyColumnDef;
 use crate::tables::{
     CAPTURE_INSERT_TRIGGER, CAPTURE_UPDATE_TRIGGER, LEGACY_COLUMNS, PENDING_TABLE,
@@ -239,6 +240,29 @@ impl Backend for MySql {
             DbBackend::MySql,
             "SELECT TABLE_NAME FROM information_schema.TABLES \
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
+        )
+    }
+
+    /// BINARY(16) comes back as 16 bytes; CHAR/VARCHAR/UUID columns as text, which is bound
+    /// back as text so comparisons use the column's collation.
+    fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {
+        let bytes = row.try_get_by_index::<Option<Vec<u8>>>(*index)?;
+        *index += 1;
+        Ok(bytes.map(|bytes| match String::from_utf8(bytes) {
+            Ok(text) if text.len() != 16 => StoredId::Text(text),
+            Ok(text) => StoredId::Bytes(text.into_bytes()),
+            Err(not_text) => StoredId::Bytes(not_text.into_bytes()),
+        }))
+    }
+
+    fn declared_type(&self, table: &str, column: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "SELECT CONCAT_WS(' ', COLUMN_TYPE, \
+                CONCAT('CHARACTER SET ', CHARACTER_SET_NAME), CONCAT('COLLATE ', COLLATION_NAME)) \
+             FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+            [table.into(), column.into()],
         )
     }
 

@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use sea_orm_migration::sea_orm::{DbBackend, Statement, sqlx};
+use sea_orm_migration::prelude::{Alias, Expr, Func};
+use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement, sqlx};
+use uuid::Uuid;
 
 use super::{Backend, ConstraintStep, Contention, TableLock, foreign_key_name};
+use crate::backfill::ids::StoredId;
 use crate::legacy_columns::LegacyColumnDef;
 use crate::tables::{
     CAPTURE_FUNCTION, CAPTURE_UPDATE_TRIGGER, DEPLOYMENT, LEGACY_COLUMNS, PENDING_TABLE,
@@ -251,6 +254,29 @@ impl Backend for Postgres {
             DbBackend::Postgres,
             "SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')",
         ))
+    }
+
+    fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {
+        let id = row.try_get_by_index::<Option<Uuid>>(*index)?;
+        *index += 1;
+        Ok(id.map(StoredId::Uuid))
+    }
+
+    fn select_json_text(&self, column: Expr) -> Expr {
+        Func::cast_as(column, Alias::new("text")).into()
+    }
+
+    fn json_value(&self, text: String) -> Expr {
+        Func::cast_as(Expr::val(text), Alias::new("jsonb")).into()
+    }
+
+    fn declared_type(&self, table: &str, column: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
+            [table.into(), column.into()],
+        )
     }
 
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention> {

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use sea_orm_migration::sea_orm::{DbBackend, Statement, sqlx};
+use sea_orm_migration::prelude::{Alias, Expr, Func};
+use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement, sqlx};
 
 use super::{Backend, ConstraintStep, Contention, TableLock};
+use crate::backfill::ids::StoredId;
 use crate::legacy_columns::LegacyColumnDef;
 use crate::tables::{
     CAPTURE_INSERT_TRIGGER, CAPTURE_UPDATE_TRIGGER, LEGACY_COLUMNS, PENDING_TABLE,
@@ -116,6 +118,36 @@ impl Backend for Sqlite {
             DbBackend::Sqlite,
             "SELECT name FROM sqlite_master \
              WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY 1",
+        )
+    }
+
+    /// Ids may be text or blobs in the same column: their storage class is read too.
+    fn select_id(&self, column: Expr) -> Vec<Expr> {
+        vec![
+            Func::cust(Alias::new("typeof")).arg(column.clone()).into(),
+            Func::cast_as(column, Alias::new("BLOB")).into(),
+        ]
+    }
+
+    fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {
+        let storage: String = row.try_get_by_index(*index)?;
+        let bytes: Option<Vec<u8>> = row.try_get_by_index(*index + 1)?;
+        *index += 2;
+        Ok(bytes.map(|bytes| match storage.as_str() {
+            "blob" => StoredId::Bytes(bytes),
+            _ => StoredId::Text(String::from_utf8_lossy(&bytes).into_owned()),
+        }))
+    }
+
+    fn select_json_text(&self, column: Expr) -> Expr {
+        Func::cast_as(column, Alias::new("TEXT")).into()
+    }
+
+    fn declared_type(&self, table: &str, column: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "SELECT type FROM pragma_table_info(?) WHERE name = ?",
+            [table.into(), column.into()],
         )
     }
 

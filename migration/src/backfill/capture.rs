@@ -16,7 +16,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::TransactionTrait;
 
 use crate::backends;
-use crate::dialect::{column_type, read_id, select_id};
+use crate::backends::{column_type, read_id, select_id};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{BackfillPending, DEPLOYMENT};
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::ids::StoredId;
 use super::rules::{AgentFacts, LegacyDeployment, Plan, PlannedReject};
-use crate::dialect::{json_value, read_id, select_id, select_json_text};
+use crate::backends::{json_value, read_id, select_id, select_json_text};
 use crate::tables::{BackfillReject, Deployment, DeploymentJobAgent, JobAgent, LegacyNames};
 
 /// Rows per multi-row INSERT: far below every backend's bound-parameter limit.
