@@ -5,7 +5,7 @@
 use sea_orm_migration::prelude::*;
 
 use crate::backends;
-use crate::backfill::store::count_rows;
+use crate::table_rows;
 
 /// The migrator's own bookkeeping, which says nothing about the operator's data.
 const BOOKKEEPING: &str = "seaql_migrations";
@@ -28,7 +28,7 @@ pub async fn tables_with_rows<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableR
         if table == BOOKKEEPING {
             continue;
         }
-        let rows = count_rows(conn, Alias::new(table.as_str())).await?;
+        let rows = table_rows::count(conn, Alias::new(table.as_str())).await?;
         if rows > 0 {
             found.push(TableRows { table, rows });
         }

@@ -14,7 +14,7 @@ use sea_orm_migration::sea_orm::QueryResult;
 
 use crate::backends;
 use crate::backends::{column_type, is_plain_type_name};
-use crate::backfill::store::has_rows;
+use crate::table_rows;
 use crate::tables::{JOB_AGENT, LEGACY_COLUMNS, LegacyColumnRecord};
 
 /// The record's columns, in the order [`LegacyColumnDef::decode`] reads them (the same as the
@@ -107,7 +107,7 @@ pub async fn record<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
         return Ok(());
     }
     conn.execute(&record_table()).await?;
-    if has_rows(conn, LegacyColumnRecord::Table).await? {
+    if table_rows::exist(conn, LegacyColumnRecord::Table).await? {
         return Ok(());
     }
     let mut insert = Query::insert();
@@ -136,7 +136,7 @@ pub async fn record<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
 pub async fn recorded(manager: &SchemaManager<'_>) -> Result<Vec<LegacyColumnDef>, DbErr> {
     let conn = manager.get_connection();
     if !manager.has_table(record_table_name()).await?
-        || !has_rows(conn, LegacyColumnRecord::Table).await?
+        || !table_rows::exist(conn, LegacyColumnRecord::Table).await?
     {
         return baseline(conn).await;
     }

@@ -60,6 +60,7 @@ mod runtime;
 pub mod settings;
 mod sqlite_rebuild;
 pub mod stop;
+mod table_rows;
 mod tables;
 
 /// The migrations, in order.

@@ -7,7 +7,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
-use crate::backfill::store::has_rows;
+use crate::table_rows;
 use crate::tables::{DEPLOYMENT, Deployment, JOB_AGENT, JobAgent, Workspace};
 
 #[derive(DeriveMigrationName)]
@@ -31,7 +31,7 @@ impl MigrationTrait for Migration {
         let tables = [DEPLOYMENT, JOB_AGENT, "workspace"];
         for table in tables {
             if manager.has_table(table).await?
-                && has_rows(manager.get_connection(), Alias::new(table)).await?
+                && table_rows::exist(manager.get_connection(), Alias::new(table)).await?
             {
                 return Err(DbErr::Migration(format!(
                     "refusing to roll back the baseline: table `{table}` holds rows; \

@@ -214,6 +214,14 @@ pub trait Backend: Send + Sync {
     /// (advanced past it).
     fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr>;
 
+    /// Whether a backfill page must keep its rows locked against updates and deletes until
+    /// its transaction ends: MariaDB/MySQL, where a deployment deleted between the read and
+    /// the insert of its links would fail the insert's foreign key. (PostgreSQL checks the
+    /// keys after the load instead; SQLite's write transaction keeps other writers out.)
+    fn locks_page_rows(&self) -> bool {
+        false
+    }
+
     /// Selects JSON column `column` as its stored text.
     fn select_json_text(&self, column: Expr) -> Expr {
         column

@@ -243,6 +243,10 @@ impl Backend for MySql {
         )
     }
 
+    fn locks_page_rows(&self) -> bool {
+        true
+    }
+
     /// BINARY(16) comes back as 16 bytes; CHAR/VARCHAR/UUID columns as text, which is bound
     /// back as text so comparisons use the column's collation.
     fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {

@@ -80,6 +80,11 @@ impl fmt::Display for IdKey {
     }
 }
 
+/// The error for a row whose primary key is NULL (a table without a real primary key).
+pub(crate) fn null_id() -> sea_orm_migration::DbErr {
+    sea_orm_migration::DbErr::Migration("a row has a NULL primary key id".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

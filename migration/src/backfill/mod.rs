@@ -9,13 +9,15 @@
 //!
 //! Writes made while it runs are recorded by [`capture`] and applied by [`catch_up`].
 
+mod agents;
 mod bulk_load;
 pub mod capture;
 pub mod ids;
 pub mod preview;
 mod progress;
 pub mod rules;
-pub(crate) mod store;
+mod sink;
+mod source;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,9 +34,11 @@ use crate::settings::Settings;
 use crate::stop;
 use crate::tables::{Deployment, LegacyNames};
 
+use agents::AgentDirectory;
 pub use preview::{Preview, preview};
 pub use rules::{LegacyColumn, RejectReason};
-use store::{AgentDirectory, LegacyRow, Page, PlannedDeployment};
+use sink::PlannedDeployment;
+use source::{LegacyRow, Page};
 
 /// What a backfill did, for the log line operators read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,8 +121,9 @@ where
     C::Transaction: StreamTrait,
 {
     let batch_size = batch_size()?;
-    let earlier = store::Earlier::find(conn).await?;
-    let mut progress = progress::Progress::start(store::count_rows(conn, Deployment::Table).await?);
+    let earlier = sink::Earlier::find(conn).await?;
+    let mut progress =
+        progress::Progress::start(crate::table_rows::count(conn, Deployment::Table).await?);
     let mut summary = BackfillSummary::default();
     let mut cursor = None;
     let mut throttle = Throttle::start(conn).await?;
@@ -140,7 +145,7 @@ where
                     limit: batch_size,
                     locked: true,
                 };
-                let batch = store::read_page(txn, page, BATCH_BYTES).await?;
+                let batch = source::read_page(txn, page, BATCH_BYTES).await?;
                 let written = apply(txn, &batch, &agents, earlier).await?;
                 crate::crash_point!("backfill: batch written, not committed");
                 Ok(batch.last().map(|last| (last.id.clone(), written)))
@@ -257,8 +262,8 @@ where
                 if ids.is_empty() {
                     return Ok((0, BackfillSummary::default()));
                 }
-                let batch = store::read_ids(txn, &ids, names, true).await?;
-                let written = apply(txn, &batch, &agents, store::Earlier::ANYTHING).await?;
+                let batch = source::read_ids(txn, &ids, names, true).await?;
+                let written = apply(txn, &batch, &agents, sink::Earlier::ANYTHING).await?;
                 capture::forget(txn, &ids).await?;
                 crate::crash_point!("catch-up: batch drained, not committed");
                 Ok((ids.len(), written))
@@ -290,8 +295,8 @@ pub async fn catch_up<C: ConnectionTrait>(conn: &C) -> Result<BackfillSummary, D
         if ids.is_empty() {
             break;
         }
-        let batch = store::read_ids(conn, &ids, LegacyNames::Live, false).await?;
-        summary.merge(apply(conn, &batch, &agents, store::Earlier::ANYTHING).await?);
+        let batch = source::read_ids(conn, &ids, LegacyNames::Live, false).await?;
+        summary.merge(apply(conn, &batch, &agents, sink::Earlier::ANYTHING).await?);
         crate::crash_point!("catch-up: batch written");
         capture::forget(conn, &ids).await?;
         crate::crash_point!("catch-up: batch forgotten");
@@ -305,7 +310,7 @@ async fn apply<C: ConnectionTrait>(
     conn: &C,
     batch: &[LegacyRow],
     agents: &AgentDirectory,
-    earlier: store::Earlier,
+    earlier: sink::Earlier,
 ) -> Result<BackfillSummary, DbErr> {
     let planned: Vec<PlannedDeployment> = batch
         .iter()
@@ -314,7 +319,7 @@ async fn apply<C: ConnectionTrait>(
             plan: rules::plan_deployment(&row.as_legacy(), |id| agents.facts(id)),
         })
         .collect();
-    store::write_plans(conn, &planned, agents, earlier).await?;
+    sink::write_plans(conn, &planned, agents, earlier).await?;
     let mut written = BackfillSummary::default();
     planned.iter().for_each(|p| written.add(&p.plan));
     Ok(written)

@@ -9,9 +9,10 @@ use sea_orm_migration::sea_orm::DatabaseConnection;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::agents::AgentDirectory;
 use super::batch_size;
 use super::rules::{self, RejectReason};
-use super::store::{self, AgentDirectory, Page};
+use super::source::{self, Page};
 use crate::tables::DEPLOYMENT;
 
 /// Examples kept per reject reason.
@@ -89,7 +90,7 @@ pub async fn preview(conn: &DatabaseConnection) -> Result<Preview, DbErr> {
             limit: batch_size,
             locked: false,
         };
-        let batch = store::read_page(conn, page, super::BATCH_BYTES).await?;
+        let batch = source::read_page(conn, page, super::BATCH_BYTES).await?;
         let Some(last) = batch.last() else { break };
         cursor = Some(last.id.clone());
         for row in &batch {

@@ -1,212 +1,24 @@
-//! Reading legacy rows and writing links and rejects, in batches with bound values.
+//! The backfill's sink: each deployment's links replaced and its rejects recorded (never
+//! twice), in multi-row inserts with bound values.
 
 use std::collections::{HashMap, HashSet};
 
 use sea_orm_migration::prelude::*;
-use std::pin::pin;
 
-use futures_util::StreamExt;
-use sea_orm_migration::sea_orm::{DbBackend, QueryResult, StreamTrait};
-use uuid::Uuid;
-
-use super::ids::StoredId;
-use super::rules::{AgentFacts, LegacyDeployment, Plan, PlannedReject};
+use super::agents::AgentDirectory;
+use super::ids::{StoredId, null_id};
+use super::rules::{Plan, PlannedReject};
 use crate::backends::{json_value, read_id, select_id, select_json_text};
-use crate::tables::{BackfillReject, Deployment, DeploymentJobAgent, JobAgent, LegacyNames};
+use crate::table_rows;
+use crate::tables::{BackfillReject, DeploymentJobAgent};
 
 /// Rows per multi-row INSERT: far below every backend's bound-parameter limit.
 const ROWS_PER_INSERT: usize = 1_024;
-
-/// Every job agent whose id is a UUID, by that UUID.
-pub struct AgentDirectory {
-    agents: HashMap<Uuid, (StoredId, AgentFacts)>,
-}
-
-impl AgentDirectory {
-    pub async fn load<C: ConnectionTrait>(conn: &C) -> Result<Self, DbErr> {
-        let backend = conn.get_database_backend();
-        let mut query = Query::select();
-        query
-            .exprs(select_id(backend, JobAgent::Table, JobAgent::Id))
-            .exprs(select_id(backend, JobAgent::Table, JobAgent::WorkspaceId))
-            .from(JobAgent::Table);
-        let mut agents = HashMap::new();
-        for row in conn.query_all(&query).await? {
-            let mut index = 0;
-            let id = read_id(backend, &row, &mut index)?.ok_or_else(null_id)?;
-            let workspace_id = read_id(backend, &row, &mut index)?.map(|w| w.key());
-            if let Some(uuid) = id.key().uuid() {
-                agents.insert(uuid, (id, AgentFacts { workspace_id }));
-            }
-        }
-        Ok(Self { agents })
-    }
-
-    pub fn facts(&self, id: &Uuid) -> Option<&AgentFacts> {
-        self.agents.get(id).map(|(_, facts)| facts)
-    }
-
-    fn stored_id(&self, id: &Uuid) -> &StoredId {
-        &self.agents[id].0
-    }
-}
-
-/// A `deployment` row's legacy columns, as stored.
-pub struct LegacyRow {
-    pub id: StoredId,
-    workspace_id: Option<StoredId>,
-    job_agent_id: Option<StoredId>,
-    job_agent_config: Option<String>,
-    job_agents: Option<String>,
-}
-
-impl LegacyRow {
-    fn decode(backend: DbBackend, row: &QueryResult) -> Result<Self, DbErr> {
-        let mut index = 0;
-        let id = read_id(backend, row, &mut index)?.ok_or_else(null_id)?;
-        let workspace_id = read_id(backend, row, &mut index)?;
-        let job_agent_id = read_id(backend, row, &mut index)?;
-        Ok(Self {
-            id,
-            workspace_id,
-            job_agent_id,
-            job_agent_config: row.try_get_by_index(index)?,
-            job_agents: row.try_get_by_index(index + 1)?,
-        })
-    }
-
-    /// The size of its legacy JSON text, which dominates a row's memory.
-    fn text_bytes(&self) -> usize {
-        let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
-        text(&self.job_agents) + text(&self.job_agent_config)
-    }
-
-    pub fn as_legacy(&self) -> LegacyDeployment<'_> {
-        LegacyDeployment {
-            workspace_id: self.workspace_id.as_ref().map(StoredId::key),
-            job_agent_id: self.job_agent_id.as_ref().map(StoredId::key),
-            job_agent_config: self.job_agent_config.as_deref(),
-            job_agents: self.job_agents.as_deref(),
-        }
-    }
-}
-
-/// A page of deployments in id order: the next `limit` after `after` (from the start when
-/// `None`).
-pub struct Page<'a> {
-    pub after: Option<&'a StoredId>,
-    pub limit: u64,
-    /// Keep the rows locked against updates and deletes until the transaction ends
-    /// (MariaDB/MySQL: a deployment deleted between the read and the insert of its links
-    /// would fail the insert's foreign key). PostgreSQL checks the keys after the load
-    /// instead; SQLite's write transaction keeps other writers out.
-    pub locked: bool,
-}
-
-/// Reads a page of deployments' legacy columns. The page ends early, after at least one
-/// row, once its legacy text reaches `byte_budget`: memory is bounded by bytes, not only rows,
-/// whatever the size of a deployment's `job_agents` (rows are streamed, and those past the
-/// budget are left for the next page).
-pub async fn read_page<C: ConnectionTrait + StreamTrait>(
-    conn: &C,
-    page: Page<'_>,
-    byte_budget: usize,
-) -> Result<Vec<LegacyRow>, DbErr> {
-    let backend = ConnectionTrait::get_database_backend(conn);
-    let mut query = deployments_query(backend, LegacyNames::Live);
-    query.limit(page.limit);
-    if let Some(after) = page.after {
-        query.and_where(Expr::col((Deployment::Table, Deployment::Id)).gt(after.to_value()));
-    }
-    if page.locked && backend == DbBackend::MySql {
-        query.lock_shared();
-    }
-    let mut stream = pin!(conn.stream_raw(backend.build(&query)).await?);
-    let (mut rows, mut bytes) = (vec![], 0);
-    while let Some(row) = stream.next().await {
-        let row = LegacyRow::decode(backend, &row?)?;
-        bytes += row.text_bytes();
-        rows.push(row);
-        if bytes >= byte_budget {
-            break;
-        }
-    }
-    Ok(rows)
-}
-
-/// Reads exactly these deployments (those that still exist), their legacy columns under
-/// `names`. `locked` keeps them locked against updates and deletes until the transaction
-/// ends (PostgreSQL and MariaDB/MySQL; SQLite's write transaction keeps other writers out),
-/// so a write racing with the read waits for it.
-pub async fn read_ids<C: ConnectionTrait>(
-    conn: &C,
-    ids: &[StoredId],
-    names: LegacyNames,
-    locked: bool,
-) -> Result<Vec<LegacyRow>, DbErr> {
-    let backend = conn.get_database_backend();
-    let mut query = deployments_query(backend, names);
-    query.and_where(
-        Expr::col((Deployment::Table, Deployment::Id)).is_in(ids.iter().map(StoredId::to_value)),
-    );
-    if locked && backend != DbBackend::Sqlite {
-        query.lock_shared();
-    }
-    let rows = conn.query_all(&query).await?;
-    rows.iter()
-        .map(|row| LegacyRow::decode(backend, row))
-        .collect()
-}
-
-/// Ids, workspace and the legacy columns (under `names`), as stored, in id order.
-fn deployments_query(backend: DbBackend, names: LegacyNames) -> SelectStatement {
-    let legacy = |column| names.of(column);
-    let mut query = Query::select();
-    query
-        .exprs(select_id(backend, Deployment::Table, Deployment::Id))
-        .exprs(select_id(
-            backend,
-            Deployment::Table,
-            Deployment::WorkspaceId,
-        ))
-        .exprs(select_id(
-            backend,
-            Deployment::Table,
-            legacy(Deployment::JobAgentId),
-        ))
-        .expr(select_json_text(
-            backend,
-            Deployment::Table,
-            legacy(Deployment::JobAgentConfig),
-        ))
-        .expr(select_json_text(
-            backend,
-            Deployment::Table,
-            legacy(Deployment::JobAgents),
-        ))
-        .from(Deployment::Table)
-        .order_by((Deployment::Table, Deployment::Id), Order::Asc);
-    query
-}
 
 /// One deployment's id and what the rules made of it.
 pub struct PlannedDeployment<'a> {
     pub id: StoredId,
     pub plan: Plan<'a>,
-}
-
-/// How many rows `table` holds.
-pub(crate) async fn count_rows<C: ConnectionTrait>(
-    conn: &C,
-    table: impl IntoIden,
-) -> Result<u64, DbErr> {
-    let query = Query::select()
-        .expr(Expr::col(Asterisk).count())
-        .from(table)
-        .to_owned();
-    let row = conn.query_one(&query).await?;
-    let count: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
-    Ok(<u64 as TryFrom<i64>>::try_from(count).unwrap_or(0))
 }
 
 /// What earlier runs left behind. A first run finds neither links nor rejects, and since
@@ -226,23 +38,10 @@ impl Earlier {
 
     pub async fn find<C: ConnectionTrait>(conn: &C) -> Result<Self, DbErr> {
         Ok(Earlier {
-            links: has_rows(conn, DeploymentJobAgent::Table).await?,
-            rejects: has_rows(conn, BackfillReject::Table).await?,
+            links: table_rows::exist(conn, DeploymentJobAgent::Table).await?,
+            rejects: table_rows::exist(conn, BackfillReject::Table).await?,
         })
     }
-}
-
-/// Whether `table` holds any row.
-pub(crate) async fn has_rows<C: ConnectionTrait>(
-    conn: &C,
-    table: impl IntoIden,
-) -> Result<bool, DbErr> {
-    let query = Query::select()
-        .expr(Expr::val(1))
-        .from(table)
-        .limit(1)
-        .to_owned();
-    Ok(conn.query_one(&query).await?.is_some())
 }
 
 /// Replaces the links of these deployments and records their rejects not yet recorded.
@@ -438,10 +237,6 @@ fn canonical_json(text: &str) -> String {
         Ok(value) => sorted(value).to_string(),
         Err(_) => text.to_owned(),
     }
-}
-
-fn null_id() -> DbErr {
-    DbErr::Migration("a row has a NULL primary key id".to_owned())
 }
 
 #[cfg(test)]
