@@ -23,7 +23,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{TransactionOptions, TransactionSession, TransactionTrait};
 
 pub use crate::backends::TableLock;
-use crate::backends::{self, Backend, Holder};
+use crate::backends::{self, Backend, ConstraintStep, Holder};
 use crate::settings::Settings;
 
 /// The first pause between two tries; it doubles up to the lock timeout, so the
@@ -226,4 +226,25 @@ pub async fn lock_in_order<C: ConnectionTrait>(
         txn.execute_raw(statement).await?;
     }
     Ok(())
+}
+
+/// Runs one constraint step under [`with_lock_retries`]: its locks in order, then its
+/// statements (fixed DDL), in one transaction.
+pub async fn run_step<C>(conn: &C, what: &str, step: &ConstraintStep) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    with_lock_retries(conn, what, Default::default(), |txn| {
+        let step = step.clone();
+        Box::pin(async move {
+            if let Some(first) = step.lock {
+                lock_in_order(txn, first, &step.then).await?;
+            }
+            for sql in &step.statements {
+                txn.execute_unprepared(sql).await?;
+            }
+            Ok(())
+        })
+    })
+    .await
 }

@@ -15,7 +15,7 @@ use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement};
 use crate::backends::{self, sqlite::column_definition};
 use crate::backfill::{capture, catch_up, catch_up_retired, drain_pending};
 use crate::legacy_columns::{self, LegacyColumnDef};
-use crate::locks::{TableLock, lock_in_order, with_lock_retries};
+use crate::locks::{TableLock, lock_in_order, run_step, with_lock_retries};
 use crate::refill::{job_agents_from_links, job_agents_from_links_in};
 use crate::sqlite_rebuild;
 use crate::tables::{
@@ -145,21 +145,9 @@ where
 {
     let backend = backends::of(conn.get_database_backend());
     for column in columns {
+        let what = format!("restoring the declaration of deployment.{}", column.name);
         for step in backend.restore_constraints(column) {
-            let what = format!("restoring the declaration of deployment.{}", column.name);
-            with_lock_retries(conn, &what, Default::default(), |txn| {
-                let step = step.clone();
-                Box::pin(async move {
-                    if let Some(lock) = step.lock {
-                        lock_in_order(txn, lock, &[]).await?;
-                    }
-                    for sql in &step.statements {
-                        txn.execute_unprepared(sql).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .await?;
+            run_step(conn, &what, &step).await?;
         }
     }
     Ok(())

@@ -104,12 +104,15 @@ impl TableLock {
     }
 }
 
-/// One short step of giving a legacy column its constraints back: `lock` (if any) taken
-/// first, then the statements, in one transaction.
-#[derive(Debug, Clone)]
+/// One short step of giving a table a constraint: `lock` (if any) taken first (a bounded
+/// wait), then `then` at once or not at all, then the statements, in one transaction
+/// ([`crate::locks::run_step`]).
+#[derive(Debug, Clone, Default)]
 pub struct ConstraintStep {
     /// The lock to take first (bounded wait).
     pub lock: Option<TableLock>,
+    /// Locks taken after it, at once or not at all.
+    pub then: Vec<TableLock>,
     /// Fixed DDL.
     pub statements: Vec<String>,
 }
@@ -213,6 +216,52 @@ pub trait Backend: Send + Sync {
     /// Decodes an id selected with [`Backend::select_id`], starting at column `*index`
     /// (advanced past it).
     fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr>;
+
+    /// Statements that make this connection load the join table without checking its
+    /// foreign keys or keeping its reverse index up to date (both come back in one pass
+    /// after the load). Where the backend keeps them during the load, none.
+    fn load_without_checks(&self) -> Vec<String> {
+        vec![]
+    }
+
+    /// Whether the join table's reverse index is built after the load (it was created
+    /// without it, or [`Backend::load_without_checks`] dropped it).
+    fn builds_index_after_load(&self) -> bool {
+        false
+    }
+
+    /// A query with a row when the join table has foreign key `name`; `None` where the join
+    /// table keeps its keys throughout (or checks them another way).
+    fn join_table_has_key(&self, _name: &str) -> Option<Statement> {
+        None
+    }
+
+    /// The steps that give the loaded join table foreign key `name` on `column`, to
+    /// `parent`'s `id`, without blocking the parent's readers.
+    fn join_table_key_steps(
+        &self,
+        _name: &str,
+        _column: &str,
+        _parent: &'static str,
+    ) -> Vec<ConstraintStep> {
+        vec![]
+    }
+
+    /// Statements that check foreign keys again on this connection after the load.
+    fn check_keys_again(&self) -> Vec<String> {
+        vec![]
+    }
+
+    /// A count of the links that break a foreign key, where the load went unchecked.
+    fn links_breaking_keys(&self) -> Option<Statement> {
+        None
+    }
+
+    /// Statements that give the planner fresh statistics for the join table after the load,
+    /// where the server would otherwise plan from an empty table's figures for a while.
+    fn refresh_join_table_statistics(&self) -> Vec<String> {
+        vec![]
+    }
 
     /// Whether a backfill page must keep its rows locked against updates and deletes until
     /// its transaction ends: MariaDB/MySQL, where a deployment deleted between the read and

@@ -167,8 +167,8 @@ impl Backend for MySql {
             sql.push_str(&format!(" DEFAULT {default}"));
         }
         vec![ConstraintStep {
-            lock: None,
             statements: vec![sql],
+            ..Default::default()
         }]
     }
 

@@ -10,7 +10,7 @@ use super::{Backend, ConstraintStep, Contention, TableLock, foreign_key_name};
 use crate::backfill::ids::StoredId;
 use crate::legacy_columns::LegacyColumnDef;
 use crate::tables::{
-    CAPTURE_FUNCTION, CAPTURE_UPDATE_TRIGGER, DEPLOYMENT, LEGACY_COLUMNS, PENDING_TABLE,
+    CAPTURE_FUNCTION, CAPTURE_UPDATE_TRIGGER, DEPLOYMENT, JOIN_TABLE, LEGACY_COLUMNS, PENDING_TABLE,
 };
 
 pub struct Postgres;
@@ -116,10 +116,11 @@ impl Backend for Postgres {
         let exclusive = |statements| ConstraintStep {
             lock: Some(TableLock::access_exclusive(DEPLOYMENT)),
             statements,
+            ..Default::default()
         };
         let unlocked = |statements| ConstraintStep {
-            lock: None,
             statements,
+            ..Default::default()
         };
         let mut steps = vec![];
         if let Some(default) = &column.default {
@@ -254,6 +255,64 @@ impl Backend for Postgres {
             DbBackend::Postgres,
             "SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')",
         ))
+    }
+
+    /// The join table was created without its keys and index (adding a key later would
+    /// lock its parent `ACCESS EXCLUSIVE`, which hot standbys replay behind their readers).
+    fn builds_index_after_load(&self) -> bool {
+        true
+    }
+
+    fn refresh_join_table_statistics(&self) -> Vec<String> {
+        vec![format!("ANALYZE {JOIN_TABLE}")]
+    }
+
+    fn join_table_has_key(&self, name: &str) -> Option<Statement> {
+        let sql = "SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2";
+        let values = [JOIN_TABLE.into(), name.into()];
+        Some(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+    }
+
+    /// Added `NOT VALID` (from then on new rows are checked and deletes cascade), with the
+    /// parent locked against writes (not reads) for an instant; links whose parent was
+    /// deleted meanwhile removed; then validated, which blocks neither readers nor writers.
+    fn join_table_key_steps(
+        &self,
+        name: &str,
+        column: &str,
+        parent: &'static str,
+    ) -> Vec<ConstraintStep> {
+        vec![
+            ConstraintStep {
+                lock: Some(TableLock::share_row_exclusive(parent)),
+                then: vec![TableLock::share_row_exclusive(JOIN_TABLE)],
+                statements: vec![format!(
+                    "ALTER TABLE {JOIN_TABLE} ADD CONSTRAINT {name} FOREIGN KEY ({column}) \
+                     REFERENCES {parent} (id) ON DELETE CASCADE NOT VALID"
+                )],
+            },
+            ConstraintStep {
+                statements: vec![format!(
+                    "DELETE FROM {JOIN_TABLE} l \
+                     WHERE NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = l.{column})"
+                )],
+                ..Default::default()
+            },
+            ConstraintStep {
+                lock: Some(TableLock {
+                    table: JOIN_TABLE,
+                    mode: "SHARE UPDATE EXCLUSIVE",
+                }),
+                statements: vec![format!(
+                    "ALTER TABLE {JOIN_TABLE} VALIDATE CONSTRAINT {name}"
+                )],
+                ..Default::default()
+            },
+        ]
     }
 
     fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {

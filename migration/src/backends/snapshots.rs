@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Backend, TableLock, mysql::MySql, postgres::Postgres, sqlite::Sqlite};
+use super::{Backend, ConstraintStep, TableLock, mysql::MySql, postgres::Postgres, sqlite::Sqlite};
 use crate::legacy_columns::{LegacyColumnDef, LegacyForeignKey};
 use sea_orm_migration::sea_orm::Statement;
 
@@ -34,6 +34,18 @@ fn legacy_columns(json: &str, id: &str) -> Vec<LegacyColumnDef> {
 }
 
 /// Everything `backend` generates from fixed inputs, as one readable text.
+/// `SHARE ROW EXCLUSIVE on job_agent, then SHARE ROW EXCLUSIVE on deployment_job_agent`.
+fn locks(step: &ConstraintStep) -> String {
+    let Some(first) = step.lock else {
+        return "none".to_owned();
+    };
+    let mut out = format!("{} on {}", first.mode, first.table);
+    for lock in &step.then {
+        out.push_str(&format!(", then {} on {}", lock.mode, lock.table));
+    }
+    out
+}
+
 fn generated_sql(backend: &dyn Backend, json: &str, id: &str) -> String {
     let mut out = String::new();
     let mut section = |title: &str, lines: Vec<String>| {
@@ -88,17 +100,59 @@ fn generated_sql(backend: &dyn Backend, json: &str, id: &str) -> String {
         "prompt replicas to report",
         optional(backend.prompt_replica_reports()),
     );
+    section(
+        "load the join table without checks",
+        backend.load_without_checks(),
+    );
+    section(
+        "does the join table have its key",
+        optional(backend.join_table_has_key("fk_deployment_job_agent_deployment")),
+    );
+    let key_steps = backend.join_table_key_steps(
+        "fk_deployment_job_agent_deployment",
+        "deployment_id",
+        "deployment",
+    );
+    for (n, step) in key_steps.into_iter().enumerate() {
+        section(
+            &format!("join table key, step {} (lock: {})", n + 1, locks(&step)),
+            step.statements,
+        );
+    }
+    section("check keys again", backend.check_keys_again());
+    section(
+        "links breaking keys",
+        optional(backend.links_breaking_keys()),
+    );
+    section(
+        "join table statistics",
+        backend.refresh_join_table_statistics(),
+    );
+    section(
+        "declared type of deployment.id",
+        statements(vec![backend.declared_type("deployment", "id")]),
+    );
+    section(
+        &format!(
+            "facts: index after load {}, page rows locked {}",
+            backend.builds_index_after_load(),
+            backend.locks_page_rows()
+        ),
+        vec![],
+    );
     for column in legacy_columns(json, id) {
         section(
             &format!("add {} back", column.name),
             backend.add_legacy_column(&column),
         );
         for (n, step) in backend.restore_constraints(&column).into_iter().enumerate() {
-            let lock = step
-                .lock
-                .map_or("none".to_owned(), |l| format!("{} on {}", l.mode, l.table));
             section(
-                &format!("restore {}, step {} (lock: {lock})", column.name, n + 1),
+                &format!(
+                    "restore {}, step {} (lock: {})",
+                    column.name,
+                    n + 1,
+                    locks(&step)
+                ),
                 step.statements,
             );
         }

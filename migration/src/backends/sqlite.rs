@@ -10,7 +10,8 @@ use super::{Backend, ConstraintStep, Contention, TableLock};
 use crate::backfill::ids::StoredId;
 use crate::legacy_columns::LegacyColumnDef;
 use crate::tables::{
-    CAPTURE_INSERT_TRIGGER, CAPTURE_UPDATE_TRIGGER, LEGACY_COLUMNS, PENDING_TABLE,
+    CAPTURE_INSERT_TRIGGER, CAPTURE_UPDATE_TRIGGER, JOB_AGENT_ID_INDEX, JOIN_TABLE, LEGACY_COLUMNS,
+    PENDING_TABLE,
 };
 
 pub struct Sqlite;
@@ -127,6 +128,33 @@ impl Backend for Sqlite {
             Func::cust(Alias::new("typeof")).arg(column.clone()).into(),
             Func::cast_as(column, Alias::new("BLOB")).into(),
         ]
+    }
+
+    /// Only this connection stops checking: another writer's deletes still cascade, and each
+    /// batch reads and writes in one write transaction, so no link can lose its parent in
+    /// between. Every link is checked afterwards ([`Backend::links_breaking_keys`]).
+    fn load_without_checks(&self) -> Vec<String> {
+        vec![
+            "PRAGMA foreign_keys = OFF".to_owned(),
+            format!("DROP INDEX IF EXISTS {JOB_AGENT_ID_INDEX}"),
+        ]
+    }
+
+    fn builds_index_after_load(&self) -> bool {
+        true
+    }
+
+    fn check_keys_again(&self) -> Vec<String> {
+        vec!["PRAGMA foreign_keys = ON".to_owned()]
+    }
+
+    fn links_breaking_keys(&self) -> Option<Statement> {
+        let sql = "SELECT COUNT(*) FROM pragma_foreign_key_check($1)";
+        Some(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            sql,
+            [JOIN_TABLE.into()],
+        ))
     }
 
     fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {
