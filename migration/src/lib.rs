@@ -58,7 +58,6 @@ mod refill;
 pub mod replicas;
 mod runtime;
 pub mod settings;
-mod sqlite_rebuild;
 pub mod stop;
 mod table_rows;
 mod tables;

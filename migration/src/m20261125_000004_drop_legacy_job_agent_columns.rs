@@ -3,7 +3,7 @@
 //! Nothing written to the legacy columns is lost: PostgreSQL locks `deployment` for the
 //! step's short transaction while it catches up the last captured writes and drops the
 //! columns; SQLite does it in one write transaction while it rebuilds the table (see
-//! [`crate::sqlite_rebuild`]); MariaDB, whose DDL commits as it goes and whose table locks are
+//! `backends::sqlite::rebuild`); MariaDB, whose DDL commits as it goes and whose table locks are
 //! node-local on a Galera cluster, first renames the columns (no session can write them from
 //! then on), catches up in batches beside the application, then drops them. Just before, the
 //! columns' declarations are recorded ([`crate::legacy_columns`]), and `down` gives back
@@ -12,12 +12,12 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement};
 
+use crate::backends::sqlite::rebuild as sqlite_rebuild;
 use crate::backends::{self, sqlite::column_definition};
 use crate::backfill::{capture, catch_up, catch_up_retired, drain_pending};
 use crate::legacy_columns::{self, LegacyColumnDef};
 use crate::locks::{TableLock, lock_in_order, run_step, with_lock_retries};
 use crate::refill::{job_agents_from_links, job_agents_from_links_in};
-use crate::sqlite_rebuild;
 use crate::tables::{
     DEPLOYMENT, Deployment, JOB_AGENT, JOIN_TABLE, LEGACY_COLUMNS, PENDING_TABLE,
     RETIRED_LEGACY_COLUMNS,

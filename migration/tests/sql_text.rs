@@ -11,7 +11,7 @@ const REVIEWED: [&str; 6] = [
     // `run_step`: a backend's constraint steps, fixed DDL.
     "src/locks.rs",
     "src/m20261125_000004_drop_legacy_job_agent_columns.rs",
-    "src/sqlite_rebuild.rs",
+    "src/backends/sqlite/rebuild.rs",
     "src/lib.rs",
 ];
 

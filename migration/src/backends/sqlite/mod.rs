@@ -1,6 +1,8 @@
 //! SQLite: one writer at a time for the whole file; the driver's `busy_timeout` bounds the
 //! wait for it, and nothing else can be asked from another connection.
 
+pub mod rebuild;
+
 use std::time::Duration;
 
 use sea_orm_migration::prelude::{Alias, Expr, Func};
@@ -72,7 +74,7 @@ impl Backend for Sqlite {
     }
 
     /// SQLite cannot alter a column: `NOT NULL` and defaults come back with a table rebuild
-    /// (see `sqlite_rebuild::redefine_columns` and [`column_definition`]).
+    /// (see `rebuild::redefine_columns` and [`column_definition`]).
     fn restore_constraints(&self, _column: &LegacyColumnDef) -> Vec<ConstraintStep> {
         vec![]
     }
