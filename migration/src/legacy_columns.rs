@@ -15,7 +15,7 @@ use sea_orm_migration::sea_orm::QueryResult;
 use crate::backends;
 use crate::backends::{column_type, is_plain_type_name};
 use crate::table_rows;
-use crate::tables::{JOB_AGENT, LEGACY_COLUMNS, LegacyColumnRecord};
+use crate::tables::{DEPLOYMENT, Deployment, JOB_AGENT, LEGACY_COLUMNS, LegacyColumnRecord};
 
 /// The record's columns, in the order [`LegacyColumnDef::decode`] reads them (the same as the
 /// backends' catalogue queries).
@@ -232,4 +232,37 @@ async fn baseline<C: ConnectionTrait>(conn: &C) -> Result<Vec<LegacyColumnDef>, 
             foreign_key: None,
         },
     ])
+}
+
+/// Whether `deployment` has any of `columns`.
+pub(crate) async fn any_present(
+    manager: &SchemaManager<'_>,
+    columns: &[&str],
+) -> Result<bool, DbErr> {
+    for column in columns {
+        if manager.has_column(DEPLOYMENT, column).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Drops those of `columns` that `deployment` has, in one statement.
+pub(crate) async fn drop_present(
+    manager: &SchemaManager<'_>,
+    columns: &[&str],
+) -> Result<(), DbErr> {
+    let mut alter = Table::alter();
+    alter.table(Deployment::Table);
+    let mut any = false;
+    for column in columns {
+        if manager.has_column(DEPLOYMENT, column).await? {
+            alter.drop_column(Alias::new(*column));
+            any = true;
+        }
+    }
+    match any {
+        true => manager.alter_table(alter).await,
+        false => Ok(()),
+    }
 }

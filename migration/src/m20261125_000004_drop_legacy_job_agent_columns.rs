@@ -2,26 +2,24 @@
 //!
 //! Nothing written to the legacy columns is lost: PostgreSQL locks `deployment` for the
 //! step's short transaction while it catches up the last captured writes and drops the
-//! columns; SQLite does it in one write transaction while it rebuilds the table (see
-//! `backends::sqlite::rebuild`); MariaDB, whose DDL commits as it goes and whose table locks are
-//! node-local on a Galera cluster, first renames the columns (no session can write them from
-//! then on), catches up in batches beside the application, then drops them. Just before, the
+//! columns; SQLite does it in one write transaction while it rebuilds the table
+//! (`backends::sqlite::rebuild`); MariaDB, whose DDL commits as it goes and whose table locks
+//! are node-local on a Galera cluster, first renames the columns (no session can write them
+//! from then on), catches up in batches beside the application, then drops them
+//! (`backends::mysql::retire`). Just before, the
 //! columns' declarations are recorded ([`crate::legacy_columns`]), and `down` gives back
 //! exactly those, filled from the links in batches.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement};
+use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend};
 
 use crate::backends::sqlite::rebuild as sqlite_rebuild;
-use crate::backends::{self, sqlite::column_definition};
-use crate::backfill::{capture, catch_up, catch_up_retired, drain_pending};
+use crate::backends::{self, mysql::retire, sqlite::column_definition};
+use crate::backfill::{capture, catch_up, drain_pending};
 use crate::legacy_columns::{self, LegacyColumnDef};
 use crate::locks::{TableLock, lock_in_order, run_step, with_lock_retries};
 use crate::refill::{job_agents_from_links, job_agents_from_links_in};
-use crate::tables::{
-    DEPLOYMENT, Deployment, JOB_AGENT, JOIN_TABLE, LEGACY_COLUMNS, PENDING_TABLE,
-    RETIRED_LEGACY_COLUMNS,
-};
+use crate::tables::{DEPLOYMENT, JOB_AGENT, JOIN_TABLE, LEGACY_COLUMNS, PENDING_TABLE};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -36,7 +34,7 @@ impl MigrationTrait for Migration {
         // part that keeps them out is left with the last few. (A rerun after MariaDB renamed
         // the columns finds no legacy column left to read here.)
         let capturing = manager.has_table(PENDING_TABLE).await?;
-        let legacy = has_any_column(manager, &LEGACY_COLUMNS).await?;
+        let legacy = legacy_columns::any_present(manager, &LEGACY_COLUMNS).await?;
         if capturing && legacy {
             drain_pending(conn).await?;
         }
@@ -55,7 +53,7 @@ impl MigrationTrait for Migration {
                 })
                 .await
             }
-            _ => retire_and_drop_mysql(manager, capturing, legacy).await,
+            _ => retire::retire_and_drop(manager, capturing, legacy).await,
         }
     }
 
@@ -165,130 +163,5 @@ async fn finish_backfill(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
 }
 
 async fn drop_legacy_columns(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    drop_columns(manager, &LEGACY_COLUMNS).await
-}
-
-/// Drops those of `columns` that `deployment` has, in one statement.
-async fn drop_columns(manager: &SchemaManager<'_>, columns: &[&str]) -> Result<(), DbErr> {
-    let mut alter = Table::alter();
-    alter.table(Deployment::Table);
-    let mut any = false;
-    for column in columns {
-        if manager.has_column(DEPLOYMENT, column).await? {
-            alter.drop_column(Alias::new(*column));
-            any = true;
-        }
-    }
-    match any {
-        true => manager.alter_table(alter).await,
-        false => Ok(()),
-    }
-}
-
-/// MariaDB commits DDL statement by statement, and on a Galera cluster a node-local lock
-/// (`LOCK TABLES`) would keep out only that node's writers. So the legacy columns are first
-/// *retired*: renamed in one statement, after which no session anywhere in the cluster can
-/// write them (a statement naming them fails, as it will once they are dropped). Every write
-/// that landed before is pending by then; those are caught up in batches beside the
-/// application, and then the retired columns go. Each step is idempotent, so a rerun after a
-/// failure anywhere finishes the job. `capturing` and `legacy` say whether `up` found the
-/// pending table and the legacy columns under their own names.
-async fn retire_and_drop_mysql(
-    manager: &SchemaManager<'_>,
-    capturing: bool,
-    legacy: bool,
-) -> Result<(), DbErr> {
-    let conn = manager.get_connection();
-    if legacy {
-        // Before the foreign key goes; kept if a failed run recorded it already.
-        legacy_columns::record(conn).await?;
-        let what = "dropping the legacy columns, step 1: renaming them (writes that name them \
-                    fail from now on)";
-        with_lock_retries(conn, what, Default::default(), |txn| {
-            Box::pin(retire_mysql(txn, capturing))
-        })
-        .await?;
-    }
-    if capturing {
-        let what = "removing the capture triggers from deployment";
-        with_lock_retries(conn, what, Default::default(), |txn| {
-            Box::pin(capture::stop_in(txn))
-        })
-        .await?;
-        // A run that stopped after the drop finds nothing left to read (nor pending).
-        if has_any_column(manager, &RETIRED_LEGACY_COLUMNS).await? {
-            catch_up_retired(conn).await?;
-        }
-    }
-    let what = "dropping the legacy columns, step 2: dropping the renamed columns";
-    with_lock_retries(conn, what, Default::default(), |txn| {
-        Box::pin(drop_retired_mysql(txn))
-    })
-    .await
-}
-
-/// Drops the foreign key of `job_agent_id` (MariaDB keeps a column that one uses), widens the
-/// capture so that it stops reading the legacy columns (an update trigger that reads a
-/// renamed column fails every update), then renames them.
-async fn retire_mysql(txn: &DatabaseTransaction, capturing: bool) -> Result<(), DbErr> {
-    let manager = SchemaManager::new(txn);
-    drop_mysql_foreign_keys(&manager, "job_agent_id").await?;
-    crate::crash_point!("drop: foreign keys dropped");
-    if capturing {
-        capture::capture_every_update_in(txn).await?;
-        crate::crash_point!("drop: capture widened");
-    }
-    let mut rename = Table::alter();
-    rename.table(Deployment::Table);
-    let mut any = false;
-    for (live, retired) in LEGACY_COLUMNS.iter().zip(RETIRED_LEGACY_COLUMNS) {
-        if manager.has_column(DEPLOYMENT, live).await? {
-            rename.rename_column(Alias::new(*live), Alias::new(retired));
-            any = true;
-        }
-    }
-    if any {
-        manager.alter_table(rename).await?;
-    }
-    Ok(())
-}
-
-async fn drop_retired_mysql(txn: &DatabaseTransaction) -> Result<(), DbErr> {
-    let manager = SchemaManager::new(txn);
-    drop_columns(&manager, &RETIRED_LEGACY_COLUMNS).await?;
-    crate::crash_point!("drop: retired columns dropped");
-    capture::forget_all_in(txn).await
-}
-
-async fn has_any_column(manager: &SchemaManager<'_>, columns: &[&str]) -> Result<bool, DbErr> {
-    for column in columns {
-        if manager.has_column(DEPLOYMENT, column).await? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// MariaDB will not drop a column that a foreign key uses, so its constraints go first.
-async fn drop_mysql_foreign_keys(manager: &SchemaManager<'_>, column: &str) -> Result<(), DbErr> {
-    let conn = manager.get_connection();
-    let sql = "SELECT CONSTRAINT_NAME FROM information_schema.KEY_COLUMN_USAGE \
-               WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'deployment' \
-               AND COLUMN_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL";
-    let rows = conn
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            sql,
-            [column.into()],
-        ))
-        .await?;
-    for row in rows {
-        let name: String = row.try_get_by_index(0)?;
-        let drop = Table::alter()
-            .table(Deployment::Table)
-            .drop_foreign_key(Alias::new(name))
-            .to_owned();
-        manager.alter_table(drop).await?;
-    }
-    Ok(())
+    legacy_columns::drop_present(manager, &LEGACY_COLUMNS).await
 }

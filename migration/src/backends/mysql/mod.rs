@@ -2,6 +2,8 @@
 //! blockers are the other open transactions (the processlist has no lock graph without the
 //! `metadata_lock_info` plugin).
 
+pub mod retire;
+
 use std::time::Duration;
 
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, sqlx};

@@ -1,0 +1,108 @@
+//! MariaDB's drop step: retire the legacy columns, catch up, drop them.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement};
+
+use crate::backfill::{capture, catch_up_retired};
+use crate::legacy_columns;
+use crate::locks::with_lock_retries;
+use crate::tables::{DEPLOYMENT, Deployment, LEGACY_COLUMNS, RETIRED_LEGACY_COLUMNS};
+
+/// MariaDB commits DDL statement by statement, and on a Galera cluster a node-local lock
+/// (`LOCK TABLES`) would keep out only that node's writers. So the legacy columns are first
+/// *retired*: renamed in one statement, after which no session anywhere in the cluster can
+/// write them (a statement naming them fails, as it will once they are dropped). Every write
+/// that landed before is pending by then; those are caught up in batches beside the
+/// application, and then the retired columns go. Each step is idempotent, so a rerun after a
+/// failure anywhere finishes the job. `capturing` and `legacy` say whether `up` found the
+/// pending table and the legacy columns under their own names.
+pub(crate) async fn retire_and_drop(
+    manager: &SchemaManager<'_>,
+    capturing: bool,
+    legacy: bool,
+) -> Result<(), DbErr> {
+    let conn = manager.get_connection();
+    if legacy {
+        // Before the foreign key goes; kept if a failed run recorded it already.
+        legacy_columns::record(conn).await?;
+        let what = "dropping the legacy columns, step 1: renaming them (writes that name them \
+                    fail from now on)";
+        with_lock_retries(conn, what, Default::default(), |txn| {
+            Box::pin(retire(txn, capturing))
+        })
+        .await?;
+    }
+    if capturing {
+        let what = "removing the capture triggers from deployment";
+        with_lock_retries(conn, what, Default::default(), |txn| {
+            Box::pin(capture::stop_in(txn))
+        })
+        .await?;
+        // A run that stopped after the drop finds nothing left to read (nor pending).
+        if legacy_columns::any_present(manager, &RETIRED_LEGACY_COLUMNS).await? {
+            catch_up_retired(conn).await?;
+        }
+    }
+    let what = "dropping the legacy columns, step 2: dropping the renamed columns";
+    with_lock_retries(conn, what, Default::default(), |txn| {
+        Box::pin(drop_retired(txn))
+    })
+    .await
+}
+
+/// Drops the foreign key of `job_agent_id` (MariaDB keeps a column that one uses), widens the
+/// capture so that it stops reading the legacy columns (an update trigger that reads a
+/// renamed column fails every update), then renames them.
+async fn retire(txn: &DatabaseTransaction, capturing: bool) -> Result<(), DbErr> {
+    let manager = SchemaManager::new(txn);
+    drop_foreign_keys(&manager, "job_agent_id").await?;
+    crate::crash_point!("drop: foreign keys dropped");
+    if capturing {
+        capture::capture_every_update_in(txn).await?;
+        crate::crash_point!("drop: capture widened");
+    }
+    let mut rename = Table::alter();
+    rename.table(Deployment::Table);
+    let mut any = false;
+    for (live, retired) in LEGACY_COLUMNS.iter().zip(RETIRED_LEGACY_COLUMNS) {
+        if manager.has_column(DEPLOYMENT, live).await? {
+            rename.rename_column(Alias::new(*live), Alias::new(retired));
+            any = true;
+        }
+    }
+    if any {
+        manager.alter_table(rename).await?;
+    }
+    Ok(())
+}
+
+async fn drop_retired(txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    let manager = SchemaManager::new(txn);
+    legacy_columns::drop_present(&manager, &RETIRED_LEGACY_COLUMNS).await?;
+    crate::crash_point!("drop: retired columns dropped");
+    capture::forget_all_in(txn).await
+}
+
+/// MariaDB will not drop a column that a foreign key uses, so its constraints go first.
+async fn drop_foreign_keys(manager: &SchemaManager<'_>, column: &str) -> Result<(), DbErr> {
+    let conn = manager.get_connection();
+    let sql = "SELECT CONSTRAINT_NAME FROM information_schema.KEY_COLUMN_USAGE \
+               WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'deployment' \
+               AND COLUMN_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL";
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            sql,
+            [column.into()],
+        ))
+        .await?;
+    for row in rows {
+        let name: String = row.try_get_by_index(0)?;
+        let drop = Table::alter()
+            .table(Deployment::Table)
+            .drop_foreign_key(Alias::new(name))
+            .to_owned();
+        manager.alter_table(drop).await?;
+    }
+    Ok(())
+}
