@@ -6,11 +6,35 @@ use uuid::Uuid;
 
 use crate::{Backend, TestDb};
 
-/// A link as `(deployment, agent, config)`; config as the database prints it.
-pub type LinkRow = (Uuid, Uuid, serde_json::Value);
+/// A link as stored; config as the database prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkRow {
+    pub deployment: Uuid,
+    pub agent: Uuid,
+    pub config: serde_json::Value,
+}
 
-/// A reject as `(deployment, legacy_column, entry_index, reason, entry)`.
-pub type RejectRow = (Uuid, String, Option<i64>, String, serde_json::Value);
+impl LinkRow {
+    pub fn new(deployment: Uuid, agent: Uuid, config: serde_json::Value) -> LinkRow {
+        LinkRow {
+            deployment,
+            agent,
+            config,
+        }
+    }
+}
+
+/// A reject row as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectRow {
+    pub deployment: Uuid,
+    /// `legacy_column`: `job_agents`, `job_agent_id` or `job_agent_config`.
+    pub column: String,
+    /// `entry_index`: the element's position in `job_agents`, if about one.
+    pub index: Option<i64>,
+    pub reason: String,
+    pub entry: serde_json::Value,
+}
 
 /// SQL that prints any stored spelling of a UUID column as 32 lower-case hex digits.
 fn uuid_hex(backend: Backend, column: &str) -> String {
@@ -62,9 +86,9 @@ pub async fn links(db: &TestDb) -> Vec<LinkRow> {
     let mut links: Vec<LinkRow> = rows(db, &sql, vec![])
         .await
         .iter()
-        .map(|row| (uuid_at(row, 0), uuid_at(row, 1), json_at(row, 2)))
+        .map(|row| LinkRow::new(uuid_at(row, 0), uuid_at(row, 1), json_at(row, 2)))
         .collect();
-    links.sort_by_key(|link| (link.0, link.1));
+    links.sort_by_key(|link| (link.deployment, link.agent));
     links
 }
 
@@ -81,13 +105,13 @@ pub async fn rejects(db: &TestDb) -> Vec<RejectRow> {
         .iter()
         .map(|row| {
             let index: Option<i32> = row.try_get_by_index(2).expect("entry_index");
-            (
-                uuid_at(row, 0),
-                row.try_get_by_index(1).expect("legacy_column"),
-                index.map(i64::from),
-                row.try_get_by_index(3).expect("reason"),
-                json_at(row, 4),
-            )
+            RejectRow {
+                deployment: uuid_at(row, 0),
+                column: row.try_get_by_index(1).expect("legacy_column"),
+                index: index.map(i64::from),
+                reason: row.try_get_by_index(3).expect("reason"),
+                entry: json_at(row, 4),
+            }
         })
         .collect();
     rejects.sort_by_cached_key(|reject| format!("{reject:?}"));

@@ -274,10 +274,10 @@ fn expected_links(cases: &[Case]) -> Vec<LinkRow> {
         .flat_map(|c| {
             c.links
                 .iter()
-                .map(|(agent, config)| (c.id, *agent, config.clone()))
+                .map(|(agent, config)| LinkRow::new(c.id, *agent, config.clone()))
         })
         .collect();
-    links.sort_by_key(|link| (link.0, link.1));
+    links.sort_by_key(|link| (link.deployment, link.agent));
     links
 }
 
@@ -285,15 +285,15 @@ fn expected_rejects(cases: &[Case]) -> Vec<RejectRow> {
     let mut rejects: Vec<RejectRow> = cases
         .iter()
         .flat_map(|c| {
-            c.rejects.iter().map(|(column, index, reason, entry)| {
-                (
-                    c.id,
-                    column.to_string(),
-                    *index,
-                    reason.to_string(),
-                    entry.clone(),
-                )
-            })
+            c.rejects
+                .iter()
+                .map(|(column, index, reason, entry)| RejectRow {
+                    deployment: c.id,
+                    column: column.to_string(),
+                    index: *index,
+                    reason: reason.to_string(),
+                    entry: entry.clone(),
+                })
         })
         .collect();
     rejects.sort_by_cached_key(|reject| format!("{reject:?}"));
@@ -407,8 +407,8 @@ async fn assert_legacy_columns_mirror(db: &TestDb, links: &[LinkRow]) {
             serde_json::from_str(&row.try_get_by_index::<String>(3).unwrap()).unwrap();
         let expected: Vec<Json> = links
             .iter()
-            .filter(|l| l.0 == id)
-            .map(|l| json!({"ref": l.1.hyphenated().to_string(), "config": l.2}))
+            .filter(|l| l.deployment == id)
+            .map(|l| json!({"ref": l.agent.hyphenated().to_string(), "config": l.config}))
             .collect();
         assert_eq!(job_agents, Json::Array(expected), "job_agents of {id}");
         assert_eq!(job_agent_id, None, "job_agent_id of {id}");
@@ -503,7 +503,7 @@ async fn links_survive_dropping_the_legacy_columns(db: TestDb) {
         .await;
     let left = read::links(&db).await;
     assert_eq!(left.len(), links.len() - 3);
-    assert!(left.iter().all(|l| l.0 != d(14)));
+    assert!(left.iter().all(|l| l.deployment != d(14)));
 }
 
 async fn writes_after_the_backfill_are_caught_up_before_the_drop(db: TestDb) {
@@ -547,11 +547,14 @@ async fn writes_after_the_backfill_are_caught_up_before_the_drop(db: TestDb) {
     Migrator::up(&db.conn, None)
         .await
         .expect("catch up and drop");
-    let mut expected: Vec<LinkRow> = before.into_iter().filter(|l| l.0 != d(1)).collect();
-    expected.push((new, A1, json!({})));
-    expected.push((d(5), A2, json!({})));
-    expected.push((d(10), A_FOREIGN, json!({})));
-    expected.sort_by_key(|link| (link.0, link.1));
+    let mut expected: Vec<LinkRow> = before
+        .into_iter()
+        .filter(|l| l.deployment != d(1))
+        .collect();
+    expected.push(LinkRow::new(new, A1, json!({})));
+    expected.push(LinkRow::new(d(5), A2, json!({})));
+    expected.push(LinkRow::new(d(10), A_FOREIGN, json!({})));
+    expected.sort_by_key(|link| (link.deployment, link.agent));
     assert_eq!(read::links(&db).await, expected);
     // Rejects are history: the deleted deployment's stay.
     assert_eq!(read::rejects(&db).await, rejects_before);

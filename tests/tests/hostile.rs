@@ -7,6 +7,7 @@ use sea_orm::{ActiveModelTrait, IntoActiveModel};
 use serde_json::{Value as Json, json};
 use service::{AgentAssignment, Mutation, NewDeployment, Query, ServiceError};
 use tests::legacy::{Legacy, LegacySchema};
+use tests::read::LinkRow;
 use tests::{TestDb, on_every_backend, read, recording_connection};
 use uuid::Uuid;
 
@@ -59,16 +60,16 @@ async fn a_nul_character_in_legacy_json_is_a_reject_not_a_failure(db: TestDb) {
     Migrator::up(&db.conn, None).await.expect("up");
     assert_eq!(
         read::links(&db).await,
-        vec![(deployment, good, json!({"ok": 1}))]
+        vec![LinkRow::new(deployment, good, json!({"ok": 1}))]
     );
     let rejects = read::rejects(&db).await;
     assert_eq!(rejects.len(), 1, "{rejects:?}");
-    let (_, column, index, reason, entry) = &rejects[0];
+    let reject = &rejects[0];
     assert_eq!(
-        (column.as_str(), *index, reason.as_str()),
+        (reject.column.as_str(), reject.index, reject.reason.as_str()),
         ("job_agents", Some(1), "invalid_config")
     );
-    let text = entry.as_str().expect("recorded as its text");
+    let text = reject.entry.as_str().expect("recorded as its text");
     assert_eq!(
         serde_json::from_str::<Json>(text).unwrap()["config"]["k"],
         "a\u{0}b"
@@ -147,7 +148,7 @@ async fn values_never_reach_the_sql_text(db: TestDb) {
         read::rejects(&db)
             .await
             .iter()
-            .any(|r| r.4.to_string().contains("c4n4ry"))
+            .any(|r| r.entry.to_string().contains("c4n4ry"))
     );
 }
 

@@ -142,10 +142,10 @@ async fn one_round(db: &TestDb, writer: Writer, round: usize) {
         .iter()
         .filter_map(|(id, last)| {
             last.as_ref()
-                .map(|(agent, config)| (*id, *agent, config.clone()))
+                .map(|(agent, config)| LinkRow::new(*id, *agent, config.clone()))
         })
         .collect();
-    expected.sort_by_key(|link| (link.0, link.1));
+    expected.sort_by_key(|link| (link.deployment, link.agent));
     let links = read::links(db).await;
     assert!(
         links == expected,

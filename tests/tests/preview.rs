@@ -68,7 +68,7 @@ async fn preview_changes_nothing_and_foretells_up(db: TestDb) {
     assert_eq!(preview.links, read::links(&db).await.len() as u64);
     let mut recorded: BTreeMap<String, u64> = BTreeMap::new();
     for reject in read::rejects(&db).await {
-        *recorded.entry(reject.3).or_default() += 1;
+        *recorded.entry(reject.reason).or_default() += 1;
     }
     let foretold: BTreeMap<String, u64> = preview
         .rejects

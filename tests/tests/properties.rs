@@ -328,11 +328,11 @@ fn every_value_is_accounted_for(
     let mut links_of: HashMap<Uuid, Vec<&LinkRow>> = HashMap::new();
     links
         .iter()
-        .for_each(|l| links_of.entry(l.0).or_default().push(l));
+        .for_each(|l| links_of.entry(l.deployment).or_default().push(l));
     let mut rejects_of: HashMap<Uuid, Vec<&RejectRow>> = HashMap::new();
     rejects
         .iter()
-        .for_each(|r| rejects_of.entry(r.0).or_default().push(r));
+        .for_each(|r| rejects_of.entry(r.deployment).or_default().push(r));
 
     for (n, row) in world.deployments.iter().enumerate() {
         let id = deployment_id(n);
@@ -341,10 +341,12 @@ fn every_value_is_accounted_for(
         let about = |column: &str, index: Option<i64>| {
             rejects
                 .iter()
-                .filter(|r| r.1 == column && r.2 == index && r.3 != "extra_keys_dropped")
+                .filter(|r| {
+                    r.column == column && r.index == index && r.reason != "extra_keys_dropped"
+                })
                 .count()
         };
-        let column_rejects = |column: &str| rejects.iter().filter(|r| r.1 == column).count();
+        let column_rejects = |column: &str| rejects.iter().filter(|r| r.column == column).count();
         let value = parse(&row.job_agents);
         let entries = match &value {
             Some(serde_json::Value::Array(entries)) => Some(entries.clone()),
@@ -364,7 +366,7 @@ fn every_value_is_accounted_for(
 
         match row.job_agent {
             Some(agent) => {
-                let linked = links.iter().filter(|l| l.1 == agent_id(agent)).count();
+                let linked = links.iter().filter(|l| l.agent == agent_id(agent)).count();
                 prop_assert!(
                     links.len() == linked && linked <= 1,
                     "{}: links besides job_agent_id",
@@ -425,8 +427,8 @@ fn every_value_is_accounted_for(
                     id
                 );
                 for link in &links {
-                    let named = entries.iter().any(|e| named_agent(e) == Some(link.1));
-                    prop_assert!(named, "{}: link to {} named by no entry", id, link.1);
+                    let named = entries.iter().any(|e| named_agent(e) == Some(link.agent));
+                    prop_assert!(named, "{}: link to {} named by no entry", id, link.agent);
                 }
             }
         }
@@ -443,14 +445,20 @@ fn no_link_crosses_workspaces(world: &World, links: &[LinkRow]) -> Result<(), Te
         .map(|n| (deployment_id(n), n))
         .collect();
     for link in links {
-        let deployment = world.deployments[index[&link.0]].workspace;
+        let deployment = world.deployments[index[&link.deployment]].workspace;
         let agent = (0..AGENTS.len())
-            .find(|&n| agent_id(n) == link.1)
+            .find(|&n| agent_id(n) == link.agent)
             .map(|n| AGENTS[n]);
         let agent = agent
-            .ok_or_else(|| TestCaseError::fail(format!("link to unknown agent {}", link.1)))?;
+            .ok_or_else(|| TestCaseError::fail(format!("link to unknown agent {}", link.agent)))?;
         if let (Some(d), Some(a)) = (deployment, agent) {
-            prop_assert_eq!(d, a, "link {} → {} crosses workspaces", link.0, link.1);
+            prop_assert_eq!(
+                d,
+                a,
+                "link {} → {} crosses workspaces",
+                link.deployment,
+                link.agent
+            );
         }
     }
     Ok(())
@@ -484,12 +492,12 @@ async fn configs_are_carried_over_exactly(
                 }
             }
         }
-        for link in links.iter().filter(|l| l.0 == id) {
-            let key = format!("{}/{}", link.0, link.1);
-            for candidate in candidates.get(&link.1).into_iter().flatten() {
+        for link in links.iter().filter(|l| l.deployment == id) {
+            let key = format!("{}/{}", link.deployment, link.agent);
+            for candidate in candidates.get(&link.agent).into_iter().flatten() {
                 pairs.push((
                     key.clone(),
-                    stored[&(link.0, link.1)].clone(),
+                    stored[&(link.deployment, link.agent)].clone(),
                     candidate.clone(),
                 ));
             }

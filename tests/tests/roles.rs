@@ -46,10 +46,10 @@ async fn an_application_role_writes_legacy_rows_while_writes_are_captured(backen
     update_as(&app, &legacy, deployment(0), AGENTS[1]).await;
     Migrator::up(&db.conn, None).await.expect("the drop step");
     let mut expected: Vec<LinkRow> = vec![
-        (deployment(0), AGENTS[1], serde_json::json!({})),
-        (deployment(1), AGENTS[0], serde_json::json!({})),
-        (deployment(2), AGENTS[0], serde_json::json!({})),
-        (deployment(9), AGENTS[1], serde_json::json!({})),
+        LinkRow::new(deployment(0), AGENTS[1], serde_json::json!({})),
+        LinkRow::new(deployment(1), AGENTS[0], serde_json::json!({})),
+        LinkRow::new(deployment(2), AGENTS[0], serde_json::json!({})),
+        LinkRow::new(deployment(9), AGENTS[1], serde_json::json!({})),
     ];
     assert_eq!(
         read::links(&db).await,
@@ -63,7 +63,7 @@ async fn an_application_role_writes_legacy_rows_while_writes_are_captured(backen
         .expect("down the drop");
     update_as(&app, &legacy, deployment(1), AGENTS[1]).await;
     Migrator::up(&db.conn, None).await.expect("up again");
-    expected[1].1 = AGENTS[1];
+    expected[1].agent = AGENTS[1];
     assert_eq!(read::links(&db).await, expected);
 }
 
