@@ -8,7 +8,7 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement};
 
-use crate::backends::column_type;
+use crate::backends::{self, column_type};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{
     BackfillReject, DEPLOYMENT, DEPLOYMENT_FOREIGN_KEY, Deployment, DeploymentJobAgent, JOB_AGENT,
@@ -28,7 +28,7 @@ impl MigrationTrait for Migration {
         let job_agent_id = column_type(conn, JOB_AGENT, "id").await?;
 
         let join_table = join_table_statements(backend, &deployment_id, &job_agent_id);
-        if backend == DbBackend::Postgres {
+        if backends::of(backend).join_table_starts_bare() {
             // A table that references no parent yet locks nothing the application uses.
             for statement in join_table {
                 conn.execute_raw(statement).await?;
@@ -85,10 +85,10 @@ impl MigrationTrait for Migration {
     }
 }
 
-/// The statements that create the join table. PostgreSQL creates it bare: its foreign keys and
-/// reverse index come with the end of the backfill (`backfill::bulk_load::restore`), added
-/// without any lock that excludes readers of a parent. (Declaring a foreign key takes a lock on
-/// the parent; dropping one to load faster, as this migration once did, takes `ACCESS
+/// The statements that create the join table. Where it starts bare (PostgreSQL), its foreign
+/// keys and reverse index come with the end of the backfill (`backfill::bulk_load::restore`),
+/// added without any lock that excludes readers of a parent. (Declaring a foreign key takes a
+/// lock on the parent; dropping one to load faster, as this migration once did, takes `ACCESS
 /// EXCLUSIVE`, which a hot standby replays and which then waits behind its readers.)
 fn join_table_statements(
     backend: DbBackend,
@@ -96,9 +96,9 @@ fn join_table_statements(
     job_agent_id: &str,
 ) -> Vec<Statement> {
     let table = join_table(deployment_id, job_agent_id);
-    match backend {
-        DbBackend::Postgres => vec![backend.build(&table)],
-        _ => with_index(backend, with_foreign_keys(table), job_agent_id_index()),
+    match backends::of(backend).join_table_starts_bare() {
+        true => vec![backend.build(&table)],
+        false => with_index(backend, with_foreign_keys(table), job_agent_id_index()),
     }
 }
 
@@ -180,18 +180,16 @@ fn id_column(name: impl IntoIden, declared_type: &str) -> ColumnDef {
         .to_owned()
 }
 
-/// `table` and `index`, as the statements that create them if missing. MariaDB declares the
-/// index inside `CREATE TABLE`: one DDL statement instead of two, and on a Galera cluster a
-/// separate `CREATE INDEX` on a table whose parent is being written can stall the appliers
-/// (seen here on MariaDB 10.11 with two applier threads). The others cannot declare an index
-/// in `CREATE TABLE`, and create it right after, in the same step.
+/// `table` and `index`, as the statements that create them if missing: the index declared
+/// inside `CREATE TABLE` where the backend prefers it (`Backend::index_inside_create_table`),
+/// else created right after, in the same step.
 fn with_index(
     backend: DbBackend,
     mut table: TableCreateStatement,
     mut index: IndexCreateStatement,
 ) -> Vec<Statement> {
-    match backend {
-        DbBackend::MySql => vec![backend.build(table.index(&mut index))],
-        _ => vec![backend.build(&table), backend.build(index.if_not_exists())],
+    match backends::of(backend).index_inside_create_table() {
+        true => vec![backend.build(table.index(&mut index))],
+        false => vec![backend.build(&table), backend.build(index.if_not_exists())],
     }
 }

@@ -224,6 +224,25 @@ pub trait Backend: Send + Sync {
         vec![]
     }
 
+    /// Whether the join table is created bare (no foreign keys, no reverse index), to get
+    /// them only after the backfill. Declaring a foreign key locks the parent; where a hot
+    /// standby replays such locks behind its readers, nothing on a parent is locked before
+    /// the final step.
+    fn join_table_starts_bare(&self) -> bool {
+        false
+    }
+
+    /// Whether an index is declared inside `CREATE TABLE` (one DDL statement instead of two).
+    fn index_inside_create_table(&self) -> bool {
+        false
+    }
+
+    /// Whether a reader can lock the rows it reads against other sessions' writes (where it
+    /// cannot, one writer at a time keeps the others out anyway).
+    fn has_row_locks(&self) -> bool {
+        true
+    }
+
     /// Whether the join table's reverse index is built after the load (it was created
     /// without it, or [`Backend::load_without_checks`] dropped it).
     fn builds_index_after_load(&self) -> bool {

@@ -257,6 +257,10 @@ impl Backend for Postgres {
         ))
     }
 
+    fn join_table_starts_bare(&self) -> bool {
+        true
+    }
+
     /// The join table was created without its keys and index (adding a key later would
     /// lock its parent `ACCESS EXCLUSIVE`, which hot standbys replay behind their readers).
     fn builds_index_after_load(&self) -> bool {

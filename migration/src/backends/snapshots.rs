@@ -134,8 +134,12 @@ fn generated_sql(backend: &dyn Backend, json: &str, id: &str) -> String {
     );
     section(
         &format!(
-            "facts: index after load {}, page rows locked {}",
+            "facts: join table starts bare {}, index inside CREATE TABLE {}, index after \
+             load {}, row locks {}, page rows locked {}",
+            backend.join_table_starts_bare(),
+            backend.index_inside_create_table(),
             backend.builds_index_after_load(),
+            backend.has_row_locks(),
             backend.locks_page_rows()
         ),
         vec![],

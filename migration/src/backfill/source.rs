@@ -108,7 +108,7 @@ pub async fn read_ids<C: ConnectionTrait>(
     query.and_where(
         Expr::col((Deployment::Table, Deployment::Id)).is_in(ids.iter().map(StoredId::to_value)),
     );
-    if locked && backend != DbBackend::Sqlite {
+    if locked && backends::of(backend).has_row_locks() {
         query.lock_shared();
     }
     let rows = conn.query_all(&query).await?;

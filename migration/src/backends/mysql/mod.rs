@@ -249,6 +249,12 @@ impl Backend for MySql {
         true
     }
 
+    /// On a Galera cluster, a separate `CREATE INDEX` on a table whose parent is being
+    /// written can stall the appliers (seen here on MariaDB 10.11 with two applier threads).
+    fn index_inside_create_table(&self) -> bool {
+        true
+    }
+
     /// BINARY(16) comes back as 16 bytes; CHAR/VARCHAR/UUID columns as text, which is bound
     /// back as text so comparisons use the column's collation.
     fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {

@@ -146,6 +146,10 @@ impl Backend for Sqlite {
         true
     }
 
+    fn has_row_locks(&self) -> bool {
+        false
+    }
+
     fn check_keys_again(&self) -> Vec<String> {
         vec!["PRAGMA foreign_keys = ON".to_owned()]
     }
