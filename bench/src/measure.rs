@@ -85,6 +85,11 @@ pub fn own_peak_rss_kib() -> u64 {
 
 /// The `q` quantile (0 to 1) of `sorted` durations, in milliseconds; 0 when there are none.
 pub fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    quantile(sorted, q).as_secs_f64() * 1000.0
+}
+
+/// The `q` quantile (0 to 1) of `sorted` values; the default (zero) when there are none.
+pub fn quantile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
     let at = ((sorted.len().max(1) - 1) as f64 * q) as usize;
-    sorted.get(at).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    sorted.get(at).copied().unwrap_or_default()
 }

@@ -22,7 +22,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, S
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::measure::quantile_ms;
+use crate::measure::{quantile, quantile_ms};
 
 /// How often the lag is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
@@ -268,11 +268,6 @@ async fn hold_query_open(standby: DatabaseConnection, hold: Duration) -> String 
 /// replay could go on.
 fn is_recovery_conflict(error: &DbErr) -> bool {
     error.to_string().contains("conflict with recovery")
-}
-
-fn quantile(sorted: &[i64], q: f64) -> i64 {
-    let at = ((sorted.len().max(1) - 1) as f64 * q) as usize;
-    sorted.get(at).copied().unwrap_or(0)
 }
 
 fn join_error(error: tokio::task::JoinError) -> DbErr {

@@ -156,15 +156,16 @@ impl Throttle {
     /// backend and role can see the replicas.
     pub(crate) async fn start<C: ConnectionTrait>(conn: &C) -> Result<Throttle, DbErr> {
         let settings = Settings::current()?;
-        let throttle = Throttle {
+        if settings.max_replica_lag.is_some() {
+            require_visible(conn).await?;
+        }
+        Ok(Throttle {
             max_lag: settings.max_replica_lag,
             give_up_after: settings.lock_retry_for,
             clock: LagClock::default(),
             rates: HashMap::new(),
             went_on_at: None,
-        };
-        check_settings(conn).await?;
-        Ok(throttle)
+        })
     }
 
     /// Returns once no replica lags more than the maximum (at once when none is set);
