@@ -86,9 +86,8 @@ fn job_agent() -> TableCreateStatement {
 fn deployment(backend: DbBackend) -> TableCreateStatement {
     let mut id = ColumnDef::new(Deployment::Id);
     id.uuid().not_null().primary_key();
-    if backend == DbBackend::Postgres {
-        // Built into PostgreSQL 13+, unlike uuid_generate_v4() from the uuid-ossp extension.
-        id.default(Expr::cust("gen_random_uuid()"));
+    if let Some(generated) = crate::backends::of(backend).generated_id_default() {
+        id.default(Expr::cust(generated));
     }
     Table::create()
         .table(Deployment::Table)

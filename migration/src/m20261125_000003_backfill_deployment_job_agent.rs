@@ -7,7 +7,6 @@
 //! caught up by the drop migration.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
 
 use crate::backfill::{backfill_all, capture, restore_constraints};
 use crate::tables::DeploymentJobAgent;
@@ -21,9 +20,7 @@ impl MigrationTrait for Migration {
         crate::crash_point!("m20261125_000003_backfill_deployment_job_agent: up starts");
         let conn = manager.get_connection();
         crate::replicas::check_settings(conn).await?;
-        if manager.get_database_backend() == DbBackend::MySql {
-            crate::backends::mysql::log_if_galera(conn).await?;
-        }
+        crate::backends::log_cluster_note(conn).await?;
         // Capture first: a write that lands after this is caught up before the drop.
         capture::install(conn).await?;
         backfill_all(conn).await.map(|_| ())

@@ -1,5 +1,6 @@
-//! The migration command: `up`, `down`, `status`, `fresh`, `refresh`, `reset`, as
-//! `sea-orm-cli migrate` expects, with a SQLite file as the default database.
+//! The migration command: the standard commands of `sea-orm-cli migrate` (`up`, `down`,
+//! `status`, `fresh`, `refresh`, `reset`, `init`, `generate`), plus `preview`, a SQLite file
+//! as the default database, checks before anything changes, and one-line errors.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use migration::settings::{self, Settings};
 use migration::{Migrator, MigratorTrait, SchemaManager};
+use sea_orm_cli::MigrateSubcommands;
 use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use tracing_subscriber::EnvFilter;
 
@@ -59,47 +61,31 @@ struct Cli {
           value_parser = settings::parse_duration)]
     max_replica_lag: Option<Duration>,
 
+    /// `fresh`, `refresh` and `reset`: drop tables that hold rows (every table of the
+    /// database for `fresh`). Without it they refuse and name the tables.
+    #[arg(long, global = true)]
+    discard_data: bool,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// The standard commands of `sea-orm-cli migrate` (parsed by sea-orm-cli's own definitions,
+/// so they stay in step with it), and ours.
 #[derive(Subcommand)]
 enum Command {
-    /// Drop all tables from the database, then reapply all migrations.
-    Fresh(Destructive),
-    /// Roll back all applied migrations, then reapply all migrations.
-    Refresh(Destructive),
-    /// Roll back all applied migrations.
-    Reset(Destructive),
-    /// Show the status of all migrations.
-    Status,
-    /// Apply pending migrations.
-    Up {
-        /// Number of pending migrations to apply.
-        #[arg(short, long)]
-        num: Option<u32>,
-    },
     /// Show what `up` would do to a legacy database, changing nothing.
     Preview {
         /// Print JSON instead of the report for people.
         #[arg(long)]
         json: bool,
     },
-    /// Roll back applied migrations.
-    Down {
-        /// Number of applied migrations to roll back.
-        #[arg(short, long, default_value = "1")]
-        num: u32,
-    },
+    #[command(flatten)]
+    Migrate(MigrateSubcommands),
 }
 
-/// The commands that drop tables refuse when any table holds rows, unless told otherwise.
-#[derive(clap::Args)]
-struct Destructive {
-    /// Drop tables that hold rows (every table of the database for `fresh`).
-    #[arg(long)]
-    discard_data: bool,
-}
+/// Where `init` and `generate` write, as with sea-orm-cli: the migration crate's directory.
+const MIGRATION_DIR: &str = "./";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -117,6 +103,15 @@ async fn main() -> ExitCode {
             eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
+    }
+    let command = cli
+        .command
+        .unwrap_or(Command::Migrate(MigrateSubcommands::Up { num: None }));
+    if let Command::Migrate(
+        files @ (MigrateSubcommands::Init | MigrateSubcommands::Generate { .. }),
+    ) = &command
+    {
+        return write_migration_files(files);
     }
     let url = match cli.database_url {
         Some(url) => url,
@@ -136,7 +131,11 @@ async fn main() -> ExitCode {
     }
     let password = password_of(options.get_url()).map(str::to_owned);
     migration::stop::stop_on_signals();
-    match run(options, cli.command.unwrap_or(Command::Up { num: None })).await {
+    let run = Run {
+        command,
+        discard_data: cli.discard_data,
+    };
+    match run.execute(options).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", redact(&error, password.as_deref()));
@@ -145,71 +144,112 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(options: ConnectOptions, command: Command) -> Result<(), String> {
-    let db = Database::connect(options)
-        .await
-        .map_err(|e| format!("cannot connect to the database: {e}"))?;
-    preflight(&db, &command).await.map_err(|e| e.to_string())?;
-    let result = match command {
-        Command::Fresh(_) => Migrator::fresh(&db).await,
-        Command::Refresh(_) => Migrator::refresh(&db).await,
-        Command::Reset(_) => Migrator::reset(&db).await,
-        Command::Status => Migrator::status(&db).await,
-        Command::Up { num } => Migrator::up(&db, num).await,
-        Command::Down { num } => Migrator::down(&db, Some(num)).await,
-        Command::Preview { json } => {
-            let preview = migration::backfill::preview(&db)
-                .await
-                .map_err(|e| e.to_string())?;
-            match json {
-                true => println!("{}", serde_json::to_string_pretty(&preview).expect("JSON")),
-                false => print!("{}", preview.to_text()),
-            }
-            let missing = migration::privileges::missing(&db)
-                .await
-                .map_err(|e| e.to_string())?;
-            if !missing.is_empty() {
-                eprintln!(
-                    "warning: `up` would be refused: the database role lacks: {}",
-                    missing.join("; ")
-                );
-            }
-            return Ok(());
-        }
+/// `init` and `generate`, which need no database: sea-orm-cli's own code.
+fn write_migration_files(command: &MigrateSubcommands) -> ExitCode {
+    let written = match command {
+        MigrateSubcommands::Init => sea_orm_cli::run_migrate_init(MIGRATION_DIR),
+        MigrateSubcommands::Generate {
+            migration_name,
+            local_time,
+            ..
+        } => sea_orm_cli::run_migrate_generate(MIGRATION_DIR, migration_name, !local_time),
+        _ => Ok(()),
     };
-    result.map_err(|e| e.to_string())
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-/// What must hold before anything changes: a `deployment` of the legacy shape (on a first
-/// run, before the migrator writes its own bookkeeping table), every privilege `up` needs
-/// (all missing ones named at once), replicas in sight when `--max-replica-lag` is set, and
-/// no data in tables a destructive command would drop.
-async fn preflight(db: &DatabaseConnection, command: &Command) -> Result<(), DbErr> {
-    let manager = SchemaManager::new(db);
-    let first_run = !manager.has_table("seaql_migrations").await?;
-    if first_run {
-        migration::legacy_shape::check(&manager).await?;
-    }
-    let batched_steps_may_run = matches!(command, Command::Up { .. } | Command::Down { .. });
-    if batched_steps_may_run && Settings::current()?.max_replica_lag.is_some() {
-        migration::replicas::require_visible(db).await?;
-    }
-    let destructive = match command {
-        Command::Up { .. } => {
-            if first_run || !Migrator::get_pending_migrations(db).await?.is_empty() {
-                migration::privileges::require(db).await?;
+/// A command that talks to the database. The standard ones are dispatched here rather than
+/// by sea-orm-migration's `run_migrate`, which installs a log subscriber of its own (the
+/// migrator's lines only: the backfill's progress would be lost) and panics beside ours.
+struct Run {
+    command: Command,
+    discard_data: bool,
+}
+
+impl Run {
+    async fn execute(self, options: ConnectOptions) -> Result<(), String> {
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| format!("cannot connect to the database: {e}"))?;
+        self.preflight(&db).await.map_err(|e| e.to_string())?;
+        let migrate = match self.command {
+            Command::Preview { json } => {
+                return preview(&db, json).await.map_err(|e| e.to_string());
             }
-            return Ok(());
-        }
-        Command::Fresh(d) => ("fresh", d.discard_data),
-        Command::Refresh(d) => ("refresh", d.discard_data),
-        Command::Reset(d) => ("reset", d.discard_data),
-        _ => return Ok(()),
-    };
-    match destructive {
-        (name, false) => migration::data_guard::refuse_if_data(db, name).await,
-        (_, true) => Ok(()),
+            Command::Migrate(migrate) => migrate,
+        };
+        let result = match migrate {
+            MigrateSubcommands::Fresh => Migrator::fresh(&db).await,
+            MigrateSubcommands::Refresh => Migrator::refresh(&db).await,
+            MigrateSubcommands::Reset => Migrator::reset(&db).await,
+            MigrateSubcommands::Status => Migrator::status(&db).await,
+            MigrateSubcommands::Down { num } => Migrator::down(&db, Some(num)).await,
+            MigrateSubcommands::Up { num } => Migrator::up(&db, num).await,
+            MigrateSubcommands::Init | MigrateSubcommands::Generate { .. } => Ok(()),
+        };
+        result.map_err(|e| e.to_string())
     }
+
+    /// What must hold before anything changes: a `deployment` of the legacy shape (on a
+    /// first run, before the migrator writes its own bookkeeping table), every privilege
+    /// `up` needs (all missing ones named at once), replicas in sight when
+    /// `--max-replica-lag` is set, and no data in tables a destructive command would drop.
+    async fn preflight(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        let manager = SchemaManager::new(db);
+        let first_run = !manager.has_table("seaql_migrations").await?;
+        if first_run {
+            migration::legacy_shape::check(&manager).await?;
+        }
+        let Command::Migrate(migrate) = &self.command else {
+            return Ok(());
+        };
+        let batched_steps_may_run = matches!(
+            migrate,
+            MigrateSubcommands::Up { .. } | MigrateSubcommands::Down { .. }
+        );
+        if batched_steps_may_run && Settings::current()?.max_replica_lag.is_some() {
+            migration::replicas::require_visible(db).await?;
+        }
+        let destructive = match migrate {
+            MigrateSubcommands::Up { .. } => {
+                if first_run || !Migrator::get_pending_migrations(db).await?.is_empty() {
+                    migration::privileges::require(db).await?;
+                }
+                return Ok(());
+            }
+            MigrateSubcommands::Fresh => "fresh",
+            MigrateSubcommands::Refresh => "refresh",
+            MigrateSubcommands::Reset => "reset",
+            _ => return Ok(()),
+        };
+        match self.discard_data {
+            false => migration::data_guard::refuse_if_data(db, destructive).await,
+            true => Ok(()),
+        }
+    }
+}
+
+/// `preview`: the report (or JSON), and a warning when `up` would be refused.
+async fn preview(db: &DatabaseConnection, json: bool) -> Result<(), DbErr> {
+    let preview = migration::backfill::preview(db).await?;
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&preview).expect("JSON")),
+        false => print!("{}", preview.to_text()),
+    }
+    let missing = migration::privileges::missing(db).await?;
+    if !missing.is_empty() {
+        eprintln!(
+            "warning: `up` would be refused: the database role lacks: {}",
+            missing.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// The password in a database URL (`scheme://user:password@host/…`), if any.

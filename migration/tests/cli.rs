@@ -44,6 +44,25 @@ fn without_a_url_it_migrates_a_sqlite_file_in_the_current_directory() {
     );
 }
 
+#[test]
+fn the_standard_commands_that_write_files_work_without_a_database() {
+    let dir = scratch_dir("cli_init_generate");
+    let init = migration(&dir, &["init"]);
+    let stderr = String::from_utf8_lossy(&init.stderr);
+    assert!(init.status.success(), "{stderr}");
+    assert!(dir.join("src/lib.rs").is_file(), "{stderr}");
+
+    let generate = migration(&dir, &["generate", "add_audit_log"]);
+    let stderr = String::from_utf8_lossy(&generate.stderr);
+    assert!(generate.status.success(), "{stderr}");
+    let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+    assert!(lib.contains("_add_audit_log"), "{lib}");
+    assert!(
+        !dir.join("deployments.sqlite").exists(),
+        "a database was opened"
+    );
+}
+
 fn assert_fails_with_one_line(output: &Output, expected: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

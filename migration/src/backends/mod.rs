@@ -146,6 +146,19 @@ pub trait Backend: Send + Sync {
     /// The baseline's JSON column type.
     fn json_type(&self) -> &'static str;
 
+    /// The default the baseline gives `deployment.id`, where the server can generate a
+    /// UUID itself; `None` where the application always supplies it.
+    fn generated_id_default(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// A query that returns a row when the server is a node of a cluster that changes what
+    /// the migration does, and the note the log gets then; `None` where there is no such
+    /// cluster.
+    fn cluster_note(&self) -> Option<(Statement, &'static str)> {
+        None
+    }
+
     /// `text` as an SQL string literal (for the baseline's fixed defaults).
     fn string_literal(&self, text: &str) -> String {
         format!("'{}'", text.replace('\'', "''"))
@@ -315,6 +328,18 @@ pub fn of(backend: DbBackend) -> &'static dyn Backend {
         DbBackend::Sqlite => &sqlite::Sqlite,
         _ => &mysql::MySql,
     }
+}
+
+/// Says in the log when the server is a node of a cluster the migration treats differently
+/// ([`Backend::cluster_note`]).
+pub async fn log_cluster_note<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    let Some((query, note)) = of(conn.get_database_backend()).cluster_note() else {
+        return Ok(());
+    };
+    if conn.query_one_raw(query).await?.is_some() {
+        tracing::info!("{note}");
+    }
+    Ok(())
 }
 
 /// Whether `error` is contention on `backend`, and which kind.

@@ -16,6 +16,11 @@ use crate::tables::{
 pub struct Postgres;
 
 impl Backend for Postgres {
+    /// Built into PostgreSQL 13+, unlike `uuid_generate_v4()` from the uuid-ossp extension.
+    fn generated_id_default(&self) -> Option<&'static str> {
+        Some("gen_random_uuid()")
+    }
+
     /// `SET LOCAL`, spelled as a function so the value is bound: it ends with the transaction.
     fn bound_lock_waits(&self, timeout: Duration) -> Vec<Statement> {
         let millis = format!("{}ms", timeout.as_millis().max(1));

@@ -129,6 +129,23 @@ fn generated_sql(backend: &dyn Backend, json: &str, id: &str) -> String {
         backend.refresh_join_table_statistics(),
     );
     section(
+        "the baseline's generated id default",
+        backend
+            .generated_id_default()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    );
+    let (cluster_query, cluster_note) = backend.cluster_note().unzip();
+    section("on a cluster? (a row when so)", optional(cluster_query));
+    section(
+        "what the log says then",
+        cluster_note
+            .into_iter()
+            .map(|n| format!("-- {n}"))
+            .collect(),
+    );
+    section(
         "declared type of deployment.id",
         statements(vec![backend.declared_type("deployment", "id")]),
     );

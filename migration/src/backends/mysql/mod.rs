@@ -6,7 +6,7 @@ pub mod retire;
 
 use std::time::Duration;
 
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, sqlx};
+use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement, sqlx};
 
 use super::{Backend, ConstraintStep, Contention, TableLock, foreign_key_name};
 use crate::backfill::ids::StoredId;
@@ -17,32 +17,21 @@ use crate::tables::{
 
 pub struct MySql;
 
-/// Whether the server is a node of a Galera cluster (`wsrep_on`).
-pub async fn is_galera<C: ConnectionTrait>(conn: &C) -> Result<bool, DbErr> {
-    let statement = Statement::from_string(DbBackend::MySql, "SHOW VARIABLES LIKE 'wsrep_on'");
-    Ok(match conn.query_one_raw(statement).await? {
-        Some(row) => row
-            .try_get_by_index::<String>(1)?
-            .eq_ignore_ascii_case("ON"),
-        None => false,
-    })
-}
-
-/// Says in the log when the server is a node of a Galera cluster, and what the migration
-/// does differently there.
-pub async fn log_if_galera<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    if is_galera(conn).await? {
-        tracing::info!(
-            "Galera cluster (wsrep_on): each DDL statement runs in total order on every node; \
-             a batch that loses certification to another node's write is retried from that \
-             batch; the drop step takes no node-local lock (it renames the legacy columns, catches up, then \
-             drops them)"
-        );
-    }
-    Ok(())
-}
-
 impl Backend for MySql {
+    /// Galera (`wsrep_on`).
+    fn cluster_note(&self) -> Option<(Statement, &'static str)> {
+        let query = Statement::from_string(
+            DbBackend::MySql,
+            // MySQL has no such variable: no row, as on a MariaDB without Galera.
+            "SHOW VARIABLES WHERE Variable_name = 'wsrep_on' AND Value = 'ON'",
+        );
+        let note = "Galera cluster (wsrep_on): each DDL statement runs in total order on every \
+                    node; a batch that loses certification to another node's write is retried \
+                    from that batch; the drop step takes no node-local lock (it renames the \
+                    legacy columns, catches up, then drops them)";
+        Some((query, note))
+    }
+
     /// Metadata locks (DDL) are never waited for: MariaDB breaks a
     /// metadata-lock deadlock by failing the DML side, so a migration waiting for one would
     /// fail an application transaction that read `deployment` and then writes it. A
