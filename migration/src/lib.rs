@@ -44,6 +44,7 @@ pub use sea_orm_migration::prelude::*;
 mod backends;
 pub mod backfill;
 pub mod data_guard;
+pub mod expand;
 #[doc(hidden)]
 pub mod fault;
 pub mod legacy_columns;

@@ -4,11 +4,13 @@
 //! It manages its own transactions (one per batch) instead of one around the whole table,
 //! so a large live table is never locked for the length of the backfill, and a rerun after
 //! a crash converges to the same state. Writes made meanwhile are captured by triggers and
-//! caught up by the drop migration.
+//! caught up once it is done; then the expand phase begins ([`crate::expand`]): old and new
+//! application versions may run side by side until the drop migration.
 
 use sea_orm_migration::prelude::*;
 
 use crate::backfill::{backfill_all, capture, restore_constraints};
+use crate::expand;
 use crate::tables::DeploymentJobAgent;
 
 #[derive(DeriveMigrationName)]
@@ -21,14 +23,18 @@ impl MigrationTrait for Migration {
         let conn = manager.get_connection();
         crate::replicas::check_settings(conn).await?;
         crate::backends::log_cluster_note(conn).await?;
-        // Capture first: a write that lands after this is caught up before the drop.
+        // Capture first: a write that lands after this is caught up before the expand phase
+        // begins, and from then on each write reaches the other shape by itself.
         capture::install(conn).await?;
-        backfill_all(conn).await.map(|_| ())
+        backfill_all(conn).await?;
+        expand::begin(manager).await
     }
 
     /// Removes the links the backfill wrote. The legacy columns still hold (or, after the
     /// drop migration's `down`, hold again) what the links said. Reject rows are kept.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // The sync goes first: deleting the links must not empty the legacy columns.
+        expand::abandon(manager.get_connection()).await?;
         capture::remove(manager.get_connection()).await?;
         restore_constraints(manager.get_connection()).await?;
         let delete = Query::delete()

@@ -16,6 +16,7 @@ use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend};
 use crate::backends::sqlite::rebuild as sqlite_rebuild;
 use crate::backends::{self, mysql::retire, sqlite::column_definition};
 use crate::backfill::{capture, catch_up, drain_pending};
+use crate::expand;
 use crate::legacy_columns::{self, LegacyColumnDef};
 use crate::locks::{TableLock, lock_in_order, run_step, with_lock_retries};
 use crate::refill::{job_agents_from_links, job_agents_from_links_in};
@@ -42,7 +43,8 @@ impl MigrationTrait for Migration {
             DbBackend::Sqlite => {
                 let first = async |txn: &_| {
                     legacy_columns::record(txn).await?;
-                    finish_backfill(&SchemaManager::new(txn)).await
+                    finish_backfill(&SchemaManager::new(txn)).await?;
+                    expand::end_in(txn).await
                 };
                 sqlite_rebuild::drop_columns(conn, DEPLOYMENT, &LEGACY_COLUMNS, first).await
             }
@@ -73,7 +75,7 @@ impl MigrationTrait for Migration {
                 add_columns_back(txn, &columns).await?;
                 job_agents_from_links_in(txn).await
             };
-            let last = async |txn: &_| capture::install_in(txn).await;
+            let last = async |txn: &_| expand::resume_in(txn).await;
             sqlite_rebuild::redefine_columns(conn, DEPLOYMENT, &redefined, first, last).await?;
             return legacy_columns::forget(conn).await;
         }
@@ -84,8 +86,9 @@ impl MigrationTrait for Migration {
                 let then = [TableLock::share_row_exclusive(JOB_AGENT)];
                 lock_in_order(txn, TableLock::access_exclusive(DEPLOYMENT), &then).await?;
                 add_columns_back(txn, &columns).await?;
-                // The legacy columns are live again: capture writes until the next `up`.
-                capture::install_in(txn).await
+                // The legacy columns are live again: the expand phase again, from now on (a
+                // link written while they fill reaches them by itself).
+                expand::resume_in(txn).await
             })
         })
         .await?;
@@ -114,6 +117,7 @@ async fn drop_under_postgres_lock(txn: &DatabaseTransaction) -> Result<(), DbErr
     legacy_columns::record(txn).await?;
     let manager = SchemaManager::new(txn);
     finish_backfill(&manager).await?;
+    expand::end_in(txn).await?;
     crate::crash_point!("drop: caught up");
     drop_legacy_columns(&manager).await
 }

@@ -11,6 +11,7 @@ pub const DEPLOYMENT: &str = "deployment";
 pub const JOB_AGENT: &str = "job_agent";
 pub const JOIN_TABLE: &str = "deployment_job_agent";
 pub const PENDING_TABLE: &str = "deployment_job_agent_backfill_pending";
+pub const REJECT_TABLE: &str = "deployment_job_agent_backfill_reject";
 
 #[derive(DeriveIden, Clone, Copy)]
 pub enum Workspace {
@@ -74,6 +75,26 @@ pub const CAPTURE_INSERT_TRIGGER: &str = "deployment_job_agent_backfill_capture_
 pub const CAPTURE_UPDATE_TRIGGER: &str = "deployment_job_agent_backfill_capture_update";
 /// PostgreSQL: the capture's trigger function, and the name of its insert trigger.
 pub const CAPTURE_FUNCTION: &str = "deployment_job_agent_backfill_capture";
+
+/// The expand phase's triggers: legacy writes to the links (on `deployment`, one for inserts
+/// and one for updates that change what the rules read), and link writes to the legacy
+/// columns (on the join table). Each backend names its trigger functions or procedures
+/// after them.
+pub const SYNC_FROM_LEGACY_INSERT_TRIGGER: &str = "deployment_job_agent_sync_from_legacy_insert";
+pub const SYNC_FROM_LEGACY_UPDATE_TRIGGER: &str = "deployment_job_agent_sync_from_legacy_update";
+pub const SYNC_TO_LEGACY_TRIGGER: &str = "deployment_job_agent_sync_to_legacy";
+/// Gives a deployment inserted without the legacy columns (by the new version) the legacy
+/// shape of "no agents"; its routine, where the backend needs one, has the same name.
+pub const SYNC_LEGACY_DEFAULTS_TRIGGER: &str = "deployment_job_agent_sync_legacy_defaults";
+/// The routine both legacy-side triggers run (the rules), and the one the links' trigger runs.
+pub const SYNC_FROM_LEGACY_ROUTINE: &str = "deployment_job_agent_sync_from_legacy";
+pub const SYNC_TO_LEGACY_ROUTINE: &str = "deployment_job_agent_sync_to_legacy";
+/// The rules' helper routines, by what they do (each backend defines those it needs).
+pub const RULE_HELPER_PREFIX: &str = "deployment_job_agent_rule_";
+/// Set while the sync (or the migration itself) writes one side from the other, so the
+/// other side's trigger does not write back: a loop guard, never seen by the application
+/// (a setting on PostgreSQL, a session variable on MariaDB, a table on SQLite).
+pub const SYNC_GUARD: &str = "deployment_job_agent_syncing";
 
 /// The join table's foreign keys, to `deployment` and to `job_agent`.
 pub const DEPLOYMENT_FOREIGN_KEY: &str = "fk_deployment_job_agent_deployment";
@@ -160,5 +181,6 @@ mod tests {
         assert_eq!(JobAgent::Table.to_string(), JOB_AGENT);
         assert_eq!(DeploymentJobAgent::Table.to_string(), JOIN_TABLE);
         assert_eq!(BackfillPending::Table.to_string(), PENDING_TABLE);
+        assert_eq!(BackfillReject::Table.to_string(), REJECT_TABLE);
     }
 }

@@ -228,3 +228,42 @@ pub async fn unfilled_legacy_rows(db: &TestDb) -> i64 {
     let row = rows(db, sql, vec![]).await;
     row[0].try_get_by_index(0).expect("a count")
 }
+
+/// A deployment's legacy columns as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegacyRow {
+    /// `job_agents`, parsed (NULL is `None`).
+    pub job_agents: Option<serde_json::Value>,
+    /// `job_agent_id`.
+    pub job_agent_id: Option<Uuid>,
+    /// `job_agent_config`, parsed (NULL is `None`).
+    pub job_agent_config: Option<serde_json::Value>,
+}
+
+/// Every deployment's legacy columns, by id.
+pub async fn legacy_rows(db: &TestDb) -> std::collections::BTreeMap<Uuid, LegacyRow> {
+    let sql = format!(
+        "SELECT {}, {}, {}, {} FROM deployment",
+        uuid_hex(db.backend, "id"),
+        json_text(db.backend, "job_agents"),
+        uuid_hex(db.backend, "job_agent_id"),
+        json_text(db.backend, "job_agent_config"),
+    );
+    let json = |row: &QueryResult, index| {
+        let text: Option<String> = row.try_get_by_index(index).expect("json column");
+        text.map(|t| serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}")))
+    };
+    rows(db, &sql, vec![])
+        .await
+        .iter()
+        .map(|row| {
+            let agent: Option<String> = row.try_get_by_index(2).expect("job_agent_id");
+            let legacy = LegacyRow {
+                job_agents: json(row, 1),
+                job_agent_id: agent.map(|hex| Uuid::parse_str(&hex).expect("a UUID")),
+                job_agent_config: json(row, 3),
+            };
+            (uuid_at(row, 0), legacy)
+        })
+        .collect()
+}

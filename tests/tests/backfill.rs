@@ -541,12 +541,6 @@ async fn writes_after_the_backfill_are_caught_up_before_the_drop(db: TestDb) {
         vec![legacy.id(d(2))],
     )
     .await;
-    let pending = read::count(&db, "deployment_job_agent_backfill_pending").await;
-    assert_eq!(pending, 4, "new, d1, d5 and d10 are pending");
-
-    Migrator::up(&db.conn, None)
-        .await
-        .expect("catch up and drop");
     let mut expected: Vec<LinkRow> = before
         .into_iter()
         .filter(|l| l.deployment != d(1))
@@ -555,6 +549,17 @@ async fn writes_after_the_backfill_are_caught_up_before_the_drop(db: TestDb) {
     expected.push(LinkRow::new(d(5), A2, json!({})));
     expected.push(LinkRow::new(d(10), A_FOREIGN, json!({})));
     expected.sort_by_key(|link| (link.deployment, link.agent));
+    if tests::has_expand_phase(db.backend) {
+        // The expand phase: each write reached the links in its own transaction.
+        assert_eq!(read::links(&db).await, expected);
+    } else {
+        let pending = read::count(&db, "deployment_job_agent_backfill_pending").await;
+        assert_eq!(pending, 4, "new, d1, d5 and d10 are pending");
+    }
+
+    Migrator::up(&db.conn, None)
+        .await
+        .expect("catch up and drop");
     assert_eq!(read::links(&db).await, expected);
     // Rejects are history: the deleted deployment's stay.
     assert_eq!(read::rejects(&db).await, rejects_before);

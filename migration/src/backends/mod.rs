@@ -10,6 +10,7 @@ mod postgres;
 #[cfg(test)]
 mod snapshots;
 pub mod sqlite;
+mod template;
 
 use std::time::Duration;
 
@@ -117,6 +118,22 @@ pub struct ConstraintStep {
     pub statements: Vec<String>,
 }
 
+/// What the expand phase's triggers are generated for: where the tables are, and how the
+/// ids and legacy columns are declared (the triggers' SQL names these types).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncTarget {
+    /// PostgreSQL: the schema, as a quoted identifier; empty elsewhere.
+    pub schema: String,
+    /// `deployment.id`'s declared type.
+    pub deployment_id_type: String,
+    /// `job_agent.id`'s declared type.
+    pub job_agent_id_type: String,
+    /// `deployment.job_agents`'s declared type.
+    pub job_agents_type: String,
+    /// `deployment.job_agent_config`'s declared type.
+    pub job_agent_config_type: String,
+}
+
 /// One backend's answers.
 pub trait Backend: Send + Sync {
     /// Statements that make the current transaction give up any lock wait after `timeout`.
@@ -191,6 +208,37 @@ pub trait Backend: Send + Sync {
 
     /// Statements that remove what [`Backend::capture_triggers`] installed.
     fn remove_capture_triggers(&self) -> Vec<String>;
+
+    /// Statements that stop the capture from recording, keeping what it recorded, without
+    /// locking `deployment` where the backend can (the triggers then go with the drop
+    /// step); `None` where only dropping the triggers stops it.
+    fn silence_capture(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Whether the expand phase's triggers exist for this backend yet; where not, the
+    /// capture stays on from the backfill to the drop step, which catches it up.
+    fn has_expand_phase(&self) -> bool {
+        true
+    }
+
+    /// The statements that install the expand phase's triggers (see `crate::expand`): a
+    /// legacy write applied to the links by the rules, a link write applied to the legacy
+    /// columns, each in the writer's transaction, neither writing back. Safe to run again.
+    fn sync_triggers(&self, target: &SyncTarget) -> Vec<String>;
+
+    /// The statements that remove what [`Backend::sync_triggers`] installed.
+    fn remove_sync_triggers(&self, target: &SyncTarget) -> Vec<String>;
+
+    /// Statements that make the current transaction's own writes to either side leave the
+    /// other alone (the migration's backfill and refill write both sides themselves).
+    fn sync_guard(&self) -> Vec<Statement>;
+
+    /// One row, one text: the current schema as a quoted identifier, where tables live in
+    /// schemas the triggers must name.
+    fn current_schema(&self) -> Option<Statement> {
+        None
+    }
 
     /// What the connected role lacks of what the migrations need, one description per row;
     /// no rows when nothing is missing (or the backend has no privileges, like SQLite).

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use super::{Backend, ConstraintStep, TableLock, mysql::MySql, postgres::Postgres, sqlite::Sqlite};
+use super::{
+    Backend, ConstraintStep, SyncTarget, TableLock, mysql::MySql, postgres::Postgres,
+    sqlite::Sqlite,
+};
 use crate::legacy_columns::{LegacyColumnDef, LegacyForeignKey};
 use sea_orm_migration::sea_orm::Statement;
 
@@ -46,7 +49,7 @@ fn locks(step: &ConstraintStep) -> String {
     out
 }
 
-fn generated_sql(backend: &dyn Backend, json: &str, id: &str) -> String {
+fn generated_sql(backend: &dyn Backend, schema: &str, json: &str, id: &str) -> String {
     let mut out = String::new();
     let mut section = |title: &str, lines: Vec<String>| {
         out.push_str(&format!("-- {title}\n"));
@@ -83,6 +86,22 @@ fn generated_sql(backend: &dyn Backend, json: &str, id: &str) -> String {
     );
     section("capture triggers", backend.capture_triggers());
     section("capture every update", backend.capture_every_update());
+    let target = SyncTarget {
+        schema: schema.to_owned(),
+        deployment_id_type: id.to_owned(),
+        job_agent_id_type: id.to_owned(),
+        job_agents_type: json.to_owned(),
+        job_agent_config_type: json.to_owned(),
+    };
+    section(
+        "sync triggers (the expand phase)",
+        backend.sync_triggers(&target),
+    );
+    section(
+        "remove the sync triggers",
+        backend.remove_sync_triggers(&target),
+    );
+    section("sync guard", statements(backend.sync_guard()));
     section(
         "remove the capture triggers",
         backend.remove_capture_triggers(),
@@ -183,15 +202,15 @@ fn generated_sql(backend: &dyn Backend, json: &str, id: &str) -> String {
 
 #[test]
 fn postgres() {
-    insta::assert_snapshot!(generated_sql(&Postgres, "jsonb", "uuid"));
+    insta::assert_snapshot!(generated_sql(&Postgres, "public", "jsonb", "uuid"));
 }
 
 #[test]
 fn mysql() {
-    insta::assert_snapshot!(generated_sql(&MySql, "longtext", "char(36)"));
+    insta::assert_snapshot!(generated_sql(&MySql, "", "longtext", "char(36)"));
 }
 
 #[test]
 fn sqlite() {
-    insta::assert_snapshot!(generated_sql(&Sqlite, "TEXT", "TEXT"));
+    insta::assert_snapshot!(generated_sql(&Sqlite, "", "TEXT", "TEXT"));
 }

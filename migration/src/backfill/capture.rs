@@ -48,6 +48,31 @@ where
     .await
 }
 
+/// Stops recording writes, keeping what was recorded (the drop step, or `down`, removes
+/// the rest): where the backend can, without locking `deployment`.
+pub async fn silence<C>(conn: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let what = "stopping the capture on deployment";
+    let silence = backends::of(conn.get_database_backend()).silence_capture();
+    with_lock_retries(conn, what, Default::default(), |txn| {
+        let silence = silence.clone();
+        Box::pin(async move {
+            match silence {
+                Some(statements) => {
+                    for sql in statements {
+                        txn.execute_unprepared(&sql).await?;
+                    }
+                    Ok(())
+                }
+                None => stop_in(txn).await,
+            }
+        })
+    })
+    .await
+}
+
 /// [`install`] on a connection that already runs a locked step.
 pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     // What `CREATE TRIGGER` takes anyway: writers wait, readers go on (on a hot standby too,

@@ -220,6 +220,17 @@ where
     drain(conn, LegacyNames::Retired, Drain::All, what).await
 }
 
+/// Backfills again every deployment still pending, a batch per transaction, writers going
+/// on: once the sync is installed (`crate::expand::begin`), every later write reaches the
+/// links by itself, so this ends.
+pub async fn catch_up_all<C>(conn: &C) -> Result<BackfillSummary, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let what = "catch-up of writes made during the backfill";
+    drain(conn, LegacyNames::Live, Drain::All, what).await
+}
+
 /// How far [`drain`] goes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Drain {

@@ -52,6 +52,8 @@ pub async fn write_plans<C: ConnectionTrait>(
     earlier: Earlier,
 ) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
+    // The links written here must not be written back to the legacy columns they come from.
+    crate::expand::guard_in(conn).await?;
     if earlier.links {
         let ids = planned.iter().map(|p| p.id.to_value());
         let delete = Query::delete()

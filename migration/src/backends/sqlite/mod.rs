@@ -8,7 +8,7 @@ use std::time::Duration;
 use sea_orm_migration::prelude::{Alias, Expr, Func};
 use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement, sqlx};
 
-use super::{Backend, ConstraintStep, Contention, TableLock};
+use super::{Backend, ConstraintStep, Contention, SyncTarget, TableLock};
 use crate::backfill::ids::StoredId;
 use crate::legacy_columns::LegacyColumnDef;
 use crate::tables::{
@@ -110,6 +110,22 @@ impl Backend for Sqlite {
             format!("DROP TRIGGER IF EXISTS {CAPTURE_INSERT_TRIGGER}"),
             format!("DROP TRIGGER IF EXISTS {CAPTURE_UPDATE_TRIGGER}"),
         ]
+    }
+
+    fn has_expand_phase(&self) -> bool {
+        false
+    }
+
+    fn sync_triggers(&self, _target: &SyncTarget) -> Vec<String> {
+        vec![]
+    }
+
+    fn remove_sync_triggers(&self, _target: &SyncTarget) -> Vec<String> {
+        vec![]
+    }
+
+    fn sync_guard(&self) -> Vec<Statement> {
+        vec![]
     }
 
     fn missing_privileges(&self) -> Statement {

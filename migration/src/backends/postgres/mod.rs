@@ -1,4 +1,7 @@
-//! PostgreSQL: `lock_timeout` per transaction, SQLSTATEs, `pg_blocking_pids`.
+//! PostgreSQL: `lock_timeout` per transaction, SQLSTATEs, `pg_blocking_pids`; the expand
+//! phase's triggers in `sync.sql`.
+
+mod sync;
 
 use std::time::Duration;
 
@@ -6,7 +9,7 @@ use sea_orm_migration::prelude::{Alias, Expr, Func};
 use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement, sqlx};
 use uuid::Uuid;
 
-use super::{Backend, ConstraintStep, Contention, TableLock, foreign_key_name};
+use super::{Backend, ConstraintStep, Contention, SyncTarget, TableLock, foreign_key_name};
 use crate::backfill::ids::StoredId;
 use crate::legacy_columns::LegacyColumnDef;
 use crate::tables::{
@@ -197,12 +200,46 @@ impl Backend for Postgres {
         ]
     }
 
+    /// `DROP TRIGGER` would lock `deployment` `ACCESS EXCLUSIVE` (readers wait, and a hot
+    /// standby replays it behind its queries); replacing the function locks no table.
+    fn silence_capture(&self) -> Option<Vec<String>> {
+        Some(vec![format!(
+            "CREATE OR REPLACE FUNCTION {CAPTURE_FUNCTION}() RETURNS trigger \
+             LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS \
+             $fn$ BEGIN RETURN NULL; END $fn$"
+        )])
+    }
+
     fn remove_capture_triggers(&self) -> Vec<String> {
         vec![
             format!("DROP TRIGGER IF EXISTS {CAPTURE_FUNCTION} ON deployment"),
             format!("DROP TRIGGER IF EXISTS {CAPTURE_UPDATE_TRIGGER} ON deployment"),
             format!("DROP FUNCTION IF EXISTS {CAPTURE_FUNCTION}()"),
         ]
+    }
+
+    fn sync_triggers(&self, target: &SyncTarget) -> Vec<String> {
+        vec![sync::install(target)]
+    }
+
+    fn remove_sync_triggers(&self, target: &SyncTarget) -> Vec<String> {
+        sync::remove(&target.schema)
+    }
+
+    /// Local to the transaction: it ends with it, committed or not.
+    fn sync_guard(&self) -> Vec<Statement> {
+        vec![Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config($1, 'on', true)",
+            [sync::guard().into()],
+        )]
+    }
+
+    fn current_schema(&self) -> Option<Statement> {
+        Some(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT quote_ident(current_schema())",
+        ))
     }
 
     fn missing_privileges(&self) -> Statement {

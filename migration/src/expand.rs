@@ -1,0 +1,151 @@
+//! The expand phase: from the end of the backfill until the legacy columns are dropped, the
+//! old application (which reads and writes `deployment.job_agents`, `job_agent_id` and
+//! `job_agent_config`) and the new one (which reads and writes `deployment_job_agent`) run
+//! side by side, and every write reaches the other shape in the writer's own transaction:
+//!
+//! - a legacy write (insert, or update of a column the rules read) replaces the
+//!   deployment's links by the rules of [`crate::backfill::rules`] and records its rejects;
+//! - a link write (insert, update, delete) rewrites the deployment's legacy columns in the
+//!   shape `down` gives them (every link an entry `{"ref", "config"}` in agent id order,
+//!   `job_agent_id` NULL, `job_agent_config` `{}`);
+//! - neither writes back: each sets the sync guard while it writes the other side, and the
+//!   other side's trigger does nothing while it is set. The migration's own writes (the
+//!   backfill, its catch-up, the refill of `down`) set it too ([`guard_in`]).
+//!
+//! The lifecycle, owned here and called by the migrations: [`begin`] at the end of the
+//! backfill's `up` (and of the drop's `down`, which re-enters the phase); [`end_in`] in the
+//! drop step's locked transaction, which then needs no catch-up; [`abandon`] in the
+//! backfill's `down`, before its links go. The triggers' SQL is each backend's
+//! (`Backend::sync_triggers`).
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::TransactionTrait;
+
+use crate::backends::{self, SyncTarget, column_type};
+use crate::backfill::{capture, catch_up_all};
+use crate::locks::{TableLock, lock_in_order, with_lock_retries};
+use crate::tables::{DEPLOYMENT, JOB_AGENT, JOIN_TABLE, PENDING_TABLE};
+
+/// Installs the sync, stops the capture and catches up what it recorded while the backfill
+/// ran. From the sync's installation on, a write reaches the other side by itself; one made
+/// before it is in the capture and is caught up here. The (empty) pending table and, where
+/// silencing left them, the capture's triggers go with the drop step. Safe to run again.
+pub async fn begin(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let conn = manager.get_connection();
+    if !backends::of(conn.get_database_backend()).has_expand_phase() {
+        // The capture stays on until the drop step catches it up.
+        return Ok(());
+    }
+    install(conn).await?;
+    crate::crash_point!("expand: sync installed");
+    if manager.has_table(PENDING_TABLE).await? {
+        // Silenced before the catch-up: a write after this is not recorded, it is synced.
+        capture::silence(conn).await?;
+        crate::crash_point!("expand: capture silenced");
+        catch_up_all(conn).await?;
+    }
+    Ok(())
+}
+
+/// Installs the sync triggers, as one step under the lock timeout (trigger DDL locks both
+/// tables against writes for an instant). Safe to run again.
+pub async fn install<C>(conn: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let target = target(conn).await?;
+    let what = "installing the sync triggers on deployment and deployment_job_agent";
+    with_lock_retries(conn, what, Default::default(), |txn| {
+        let target = target.clone();
+        Box::pin(async move { install_with(txn, &target).await })
+    })
+    .await
+}
+
+/// [`install`] on a connection that already runs a locked step.
+pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    let target = target(conn).await?;
+    install_with(conn, &target).await
+}
+
+async fn install_with<C: ConnectionTrait>(conn: &C, target: &SyncTarget) -> Result<(), DbErr> {
+    lock_both(conn).await?;
+    for sql in backends::of(conn.get_database_backend()).sync_triggers(target) {
+        conn.execute_unprepared(&sql).await?;
+    }
+    Ok(())
+}
+
+/// Re-enters the phase on a connection that already runs a locked step (the drop
+/// migration's `down`, once the legacy columns are back): where the backend has no expand
+/// phase, the capture records writes until the next drop step instead.
+pub async fn resume_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    match backends::of(conn.get_database_backend()).has_expand_phase() {
+        true => install_in(conn).await,
+        false => capture::install_in(conn).await,
+    }
+}
+
+/// Removes the sync triggers before the backfill's links are deleted (which would otherwise
+/// empty every deployment's legacy columns). Safe to run again.
+pub async fn abandon<C>(conn: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let target = target(conn).await?;
+    let what = "removing the sync triggers";
+    with_lock_retries(conn, what, Default::default(), |txn| {
+        let target = target.clone();
+        Box::pin(async move {
+            lock_both(txn).await?;
+            remove_with(txn, &target).await
+        })
+    })
+    .await
+}
+
+/// Ends the phase on a connection that already runs the drop step's locked transaction.
+pub async fn end_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    let target = target(conn).await?;
+    remove_with(conn, &target).await
+}
+
+async fn remove_with<C: ConnectionTrait>(conn: &C, target: &SyncTarget) -> Result<(), DbErr> {
+    for sql in backends::of(conn.get_database_backend()).remove_sync_triggers(target) {
+        conn.execute_unprepared(&sql).await?;
+    }
+    Ok(())
+}
+
+/// Makes the current transaction's own writes leave the other side alone.
+pub async fn guard_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    for statement in backends::of(conn.get_database_backend()).sync_guard() {
+        conn.execute_raw(statement).await?;
+    }
+    Ok(())
+}
+
+/// Both tables against writes (what trigger DDL takes anyway), `deployment` first.
+async fn lock_both<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    let then = [TableLock::share_row_exclusive(JOIN_TABLE)];
+    lock_in_order(conn, TableLock::share_row_exclusive(DEPLOYMENT), &then).await
+}
+
+/// Where the tables are and how they are declared.
+async fn target<C: ConnectionTrait>(conn: &C) -> Result<SyncTarget, DbErr> {
+    let backend = backends::of(conn.get_database_backend());
+    let schema = match backend.current_schema() {
+        Some(query) => match conn.query_one_raw(query).await? {
+            Some(row) => row.try_get_by_index::<String>(0)?,
+            None => String::new(),
+        },
+        None => String::new(),
+    };
+    Ok(SyncTarget {
+        schema,
+        deployment_id_type: column_type(conn, DEPLOYMENT, "id").await?,
+        job_agent_id_type: column_type(conn, JOB_AGENT, "id").await?,
+        job_agents_type: column_type(conn, DEPLOYMENT, "job_agents").await?,
+        job_agent_config_type: column_type(conn, DEPLOYMENT, "job_agent_config").await?,
+    })
+}
