@@ -126,6 +126,9 @@ fn reference() -> impl Strategy<Value = String> {
         4 => (0..AGENTS.len()).prop_map(|n| agent_id(n).to_string()),
         1 => (0..AGENTS.len()).prop_map(|n| agent_id(n).to_string().to_uppercase()),
         1 => (0..AGENTS.len()).prop_map(|n| agent_id(n).simple().to_string()),
+        1 => (0..AGENTS.len()).prop_map(|n| format!("{{{}}}", agent_id(n))),
+        1 => (0..AGENTS.len()).prop_map(|n| format!("URN:uuid:{}", agent_id(n))),
+        1 => (0..AGENTS.len()).prop_map(|n| format!(" {}", agent_id(n))),
         1 => Just(MISSING_AGENT.to_string()),
         1 => Just("not-a-uuid".to_owned()),
     ]
@@ -146,6 +149,9 @@ fn entry() -> impl Strategy<Value = String> {
         1 => Just("[1, [2]]".to_owned()),
         1 => Just("{\"config\": {}}".to_owned()),
         1 => Just("{\"ref\": 5}".to_owned()),
+        // Empty extras are no loss; a non-empty array is an extra.
+        1 => reference().prop_map(|r| format!("{{\"ref\": \"{r}\", \"note\": \"\", \"x\": {{}}}}")),
+        1 => reference().prop_map(|r| format!("{{\"ref\": \"{r}\", \"tags\": [1]}}")),
     ]
 }
 
@@ -157,7 +163,13 @@ fn job_agents(text_columns: bool) -> impl Strategy<Value = String> {
         1 => Just("null".to_owned()),
         1 => prop_oneof![json_object(), json_scalar()],
         invalid => Just("[{\"ref\": oops".to_owned()),
+        // Text columns: white space around the value (the rules trim Unicode white space).
+        invalid => array_padded(),
     ]
+}
+
+fn array_padded() -> impl Strategy<Value = String> {
+    prop::collection::vec(entry(), 0..3).prop_map(|e| format!("\u{a0} \n[{}]\t", e.join(",")))
 }
 
 fn job_agent_config(text_columns: bool) -> impl Strategy<Value = String> {
@@ -168,6 +180,9 @@ fn job_agent_config(text_columns: bool) -> impl Strategy<Value = String> {
         1 => Just("null".to_owned()),
         1 => json_scalar(),
         invalid => Just("{not json".to_owned()),
+        // A NUL character no backend stores as JSON; an escaped backslash that is not one.
+        invalid => Just("{\"k\": \"a\\u0000b\"}".to_owned()),
+        invalid => Just("{\"k\": \"a\\\\u0000b\"}".to_owned()),
     ]
 }
 

@@ -83,8 +83,10 @@ fn fail(error: sea_orm::DbErr) -> TestCaseError {
     TestCaseError::fail(error.to_string())
 }
 
+/// Stored text as JSON, once trimmed of white space as the rules trim it (Unicode's, not
+/// only JSON's).
 fn parse(text: &str) -> Option<serde_json::Value> {
-    serde_json::from_str(text).ok()
+    serde_json::from_str(text.trim()).ok()
 }
 
 /// The agent a reference names, whatever its spelling.
@@ -301,7 +303,7 @@ fn normalize(config: Option<&str>) -> String {
 }
 
 fn raw_entries(array: &str) -> Vec<&serde_json::value::RawValue> {
-    serde_json::from_str(array).unwrap_or_default()
+    serde_json::from_str(array.trim()).unwrap_or_default()
 }
 
 fn raw_config(entry: &serde_json::value::RawValue) -> Option<String> {
