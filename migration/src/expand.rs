@@ -10,7 +10,7 @@
 //!   `job_agent_id` NULL, `job_agent_config` `{}`);
 //! - neither writes back: each sets the sync guard while it writes the other side, and the
 //!   other side's trigger does nothing while it is set. The migration's own writes (the
-//!   backfill, its catch-up, the refill of `down`) set it too ([`guard_in`]).
+//!   backfill, its catch-up, the refill of `down`) set it too ([`guarded`]).
 //!
 //! The lifecycle, owned here and called by the migrations: [`begin`] at the end of the
 //! backfill's `up` (and of the drop's `down`, which re-enters the phase); [`end_in`] in the
@@ -47,19 +47,21 @@ pub async fn begin(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// Installs the sync triggers, as one step under the lock timeout (trigger DDL locks both
-/// tables against writes for an instant). Safe to run again.
+/// Installs the sync triggers, each statement a step under the lock timeout (trigger DDL
+/// locks its table against writes for an instant; where DDL commits as it goes, a step
+/// that loses to the writers retries only itself). Safe to run again.
 pub async fn install<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let target = target(conn).await?;
-    let what = "installing the sync triggers on deployment and deployment_job_agent";
-    with_lock_retries(conn, what, Default::default(), |txn| {
-        let target = target.clone();
-        Box::pin(async move { install_with(txn, &target).await })
-    })
-    .await
+    let statements = backends::of(conn.get_database_backend()).sync_triggers(&target);
+    let count = statements.len();
+    for (n, sql) in statements.into_iter().enumerate() {
+        let what = format!("installing the sync triggers (step {} of {count})", n + 1);
+        run_locked(conn, &what, sql).await?;
+    }
+    Ok(())
 }
 
 /// [`install`] on a connection that already runs a locked step.
@@ -77,11 +79,11 @@ async fn install_with<C: ConnectionTrait>(conn: &C, target: &SyncTarget) -> Resu
 }
 
 /// Re-enters the phase on a connection that already runs a locked step (the drop
-/// migration's `down`, once the legacy columns are back): where the backend has no expand
-/// phase, the capture records writes until the next drop step instead.
+/// migration's `down`, once the legacy columns are back).
 pub async fn resume_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     match backends::of(conn.get_database_backend()).has_expand_phase() {
         true => install_in(conn).await,
+        // The capture records the legacy application's writes until the next drop step.
         false => capture::install_in(conn).await,
     }
 }
@@ -92,13 +94,39 @@ pub async fn abandon<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
+    end(conn).await
+}
+
+/// Removes the sync triggers, each statement a step under the lock timeout (as
+/// [`install`]). Safe to run again.
+pub async fn end<C>(conn: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    if !backends::of(conn.get_database_backend()).has_expand_phase() {
+        // Never installed by the migration: nothing to take a lock for.
+        return Ok(());
+    }
     let target = target(conn).await?;
-    let what = "removing the sync triggers";
+    let statements = backends::of(conn.get_database_backend()).remove_sync_triggers(&target);
+    let count = statements.len();
+    for (n, sql) in statements.into_iter().enumerate() {
+        let what = format!("removing the sync triggers (step {} of {count})", n + 1);
+        run_locked(conn, &what, sql).await?;
+    }
+    Ok(())
+}
+
+/// One statement on both tables, as a step under the lock timeout.
+async fn run_locked<C>(conn: &C, what: &str, sql: String) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     with_lock_retries(conn, what, Default::default(), |txn| {
-        let target = target.clone();
+        let sql = sql.clone();
         Box::pin(async move {
             lock_both(txn).await?;
-            remove_with(txn, &target).await
+            txn.execute_unprepared(&sql).await.map(|_| ())
         })
     })
     .await
@@ -117,12 +145,24 @@ async fn remove_with<C: ConnectionTrait>(conn: &C, target: &SyncTarget) -> Resul
     Ok(())
 }
 
-/// Makes the current transaction's own writes leave the other side alone.
-pub async fn guard_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    for statement in backends::of(conn.get_database_backend()).sync_guard() {
+/// Runs `write` (the migration's own writes to one side) on a connection that runs a
+/// transaction, with the sync guard set: the other side is left alone.
+pub async fn guarded<C, T>(
+    conn: &C,
+    write: impl AsyncFnOnce() -> Result<T, DbErr>,
+) -> Result<T, DbErr>
+where
+    C: ConnectionTrait,
+{
+    let backend = backends::of(conn.get_database_backend());
+    for statement in backend.sync_guard() {
         conn.execute_raw(statement).await?;
     }
-    Ok(())
+    let written = write().await?;
+    for statement in backend.sync_unguard() {
+        conn.execute_raw(statement).await?;
+    }
+    Ok(written)
 }
 
 /// Both tables against writes (what trigger DDL takes anyway), `deployment` first.
@@ -145,6 +185,9 @@ async fn target<C: ConnectionTrait>(conn: &C) -> Result<SyncTarget, DbErr> {
         schema,
         deployment_id_type: column_type(conn, DEPLOYMENT, "id").await?,
         job_agent_id_type: column_type(conn, JOB_AGENT, "id").await?,
+        deployment_workspace_id_type: column_type(conn, DEPLOYMENT, "workspace_id").await?,
+        legacy_job_agent_id_type: column_type(conn, DEPLOYMENT, "job_agent_id").await?,
+        job_agent_workspace_id_type: column_type(conn, JOB_AGENT, "workspace_id").await?,
         job_agents_type: column_type(conn, DEPLOYMENT, "job_agents").await?,
         job_agent_config_type: column_type(conn, DEPLOYMENT, "job_agent_config").await?,
     })

@@ -14,7 +14,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend};
 
 use crate::backends::sqlite::rebuild as sqlite_rebuild;
-use crate::backends::{self, mysql::retire, sqlite::column_definition};
+use crate::backends::{self, mysql::retire, sqlite};
 use crate::backfill::{capture, catch_up, drain_pending};
 use crate::expand;
 use crate::legacy_columns::{self, LegacyColumnDef};
@@ -69,7 +69,7 @@ impl MigrationTrait for Migration {
         let columns = legacy_columns::recorded(manager).await?;
         if manager.get_database_backend() == DbBackend::Sqlite {
             let redefined: Vec<(String, String)> = (columns.iter())
-                .map(|c| (c.name.clone(), column_definition(c)))
+                .map(|c| (c.name.clone(), sqlite::column_definition(c)))
                 .collect();
             let first = async |txn: &_| {
                 add_columns_back(txn, &columns).await?;

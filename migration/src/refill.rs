@@ -58,15 +58,22 @@ pub async fn job_agents_from_links_in<C: ConnectionTrait>(txn: &C) -> Result<(),
 }
 
 /// Fills the next `limit` deployments after `after` (in id order) whose columns are still
-/// NULL; returns the last id looked at, or `None` past the end.
+/// NULL; returns the last id looked at, or `None` past the end. The legacy columns written
+/// here come from the links: nothing is applied back (the sync guard).
 async fn fill_batch<C: ConnectionTrait>(
     txn: &C,
     after: Option<&StoredId>,
     limit: u64,
 ) -> Result<Option<StoredId>, DbErr> {
+    crate::expand::guarded(txn, async || fill_unguarded(txn, after, limit).await).await
+}
+
+async fn fill_unguarded<C: ConnectionTrait>(
+    txn: &C,
+    after: Option<&StoredId>,
+    limit: u64,
+) -> Result<Option<StoredId>, DbErr> {
     let backend = txn.get_database_backend();
-    // The legacy columns written here come from the links: nothing to apply back.
-    crate::expand::guard_in(txn).await?;
     let mut query = Query::select();
     query
         .exprs(select_id(backend, Deployment::Table, Deployment::Id))

@@ -16,7 +16,7 @@ on_every_backend!(
     baseline_down_refuses_to_drop_tables_with_rows,
     rerunning_the_backfill_duplicates_nothing,
     links_survive_dropping_the_legacy_columns,
-    writes_after_the_backfill_are_caught_up_before_the_drop,
+    writes_after_the_backfill_reach_the_links,
     a_failed_backfill_leaves_the_join_table_whole_and_a_rerun_finishes,
 );
 
@@ -506,7 +506,7 @@ async fn links_survive_dropping_the_legacy_columns(db: TestDb) {
     assert!(left.iter().all(|l| l.deployment != d(14)));
 }
 
-async fn writes_after_the_backfill_are_caught_up_before_the_drop(db: TestDb) {
+async fn writes_after_the_backfill_reach_the_links(db: TestDb) {
     let cases = cases(false);
     let legacy = backfilled_hand_built(&db, &cases).await;
     let before = read::links(&db).await;
@@ -563,11 +563,18 @@ async fn writes_after_the_backfill_are_caught_up_before_the_drop(db: TestDb) {
     assert_eq!(read::links(&db).await, expected);
     // Rejects are history: the deleted deployment's stay.
     assert_eq!(read::rejects(&db).await, rejects_before);
-    assert!(
-        read::columns(&db, "deployment_job_agent_backfill_pending")
-            .await
-            .is_empty()
-    );
+    // Nothing left to catch up. MariaDB keeps the (empty) table: statements the application
+    // prepared while the capture wrote it open it again at every execution.
+    let pending = read::columns(&db, "deployment_job_agent_backfill_pending").await;
+    match db.backend {
+        Backend::MariaDb => {
+            assert_eq!(
+                read::count(&db, "deployment_job_agent_backfill_pending").await,
+                0
+            )
+        }
+        _ => assert!(pending.is_empty(), "{pending:?}"),
+    }
 }
 
 /// A backfill that fails half-way (here a trigger refuses one deployment's link) puts back

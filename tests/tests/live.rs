@@ -321,7 +321,7 @@ async fn write_until_the_columns_go(writer: Writer, backend: Backend) -> WriterR
                 report.conflicts_retried += 1;
             }
             Err(error) => {
-                report.failure_after_drop = error.to_string();
+                report.failure_after_drop = format!("{sql}: {error}");
                 return report;
             }
         }

@@ -128,6 +128,12 @@ pub struct SyncTarget {
     pub deployment_id_type: String,
     /// `job_agent.id`'s declared type.
     pub job_agent_id_type: String,
+    /// `deployment.workspace_id`'s declared type.
+    pub deployment_workspace_id_type: String,
+    /// `deployment.job_agent_id`'s declared type.
+    pub legacy_job_agent_id_type: String,
+    /// `job_agent.workspace_id`'s declared type.
+    pub job_agent_workspace_id_type: String,
     /// `deployment.job_agents`'s declared type.
     pub job_agents_type: String,
     /// `deployment.job_agent_config`'s declared type.
@@ -216,8 +222,10 @@ pub trait Backend: Send + Sync {
         None
     }
 
-    /// Whether the expand phase's triggers exist for this backend yet; where not, the
-    /// capture stays on from the backfill to the drop step, which catches it up.
+    /// Whether the backfill leaves this backend in the expand phase. MariaDB does not yet:
+    /// a statement the application prepared while `deployment` had triggers (the capture's)
+    /// does not fire triggers created after it, so the sync would miss its writes; there the
+    /// capture stays on until the drop step catches it up.
     fn has_expand_phase(&self) -> bool {
         true
     }
@@ -233,6 +241,13 @@ pub trait Backend: Send + Sync {
     /// Statements that make the current transaction's own writes to either side leave the
     /// other alone (the migration's backfill and refill write both sides themselves).
     fn sync_guard(&self) -> Vec<Statement>;
+
+    /// Statements that end [`Backend::sync_guard`] before the transaction commits, where it
+    /// would outlive it. (Should the transaction fail first, the guard goes with it, or, for
+    /// a session variable, with [`Backend::unbound_lock_waits`].)
+    fn sync_unguard(&self) -> Vec<Statement> {
+        vec![]
+    }
 
     /// One row, one text: the current schema as a quoted identifier, where tables live in
     /// schemas the triggers must name.

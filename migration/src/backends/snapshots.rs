@@ -90,6 +90,9 @@ fn generated_sql(backend: &dyn Backend, schema: &str, json: &str, id: &str) -> S
         schema: schema.to_owned(),
         deployment_id_type: id.to_owned(),
         job_agent_id_type: id.to_owned(),
+        deployment_workspace_id_type: id.to_owned(),
+        legacy_job_agent_id_type: id.to_owned(),
+        job_agent_workspace_id_type: id.to_owned(),
         job_agents_type: json.to_owned(),
         job_agent_config_type: json.to_owned(),
     };

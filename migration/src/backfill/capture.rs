@@ -18,7 +18,7 @@ use sea_orm_migration::sea_orm::TransactionTrait;
 use crate::backends;
 use crate::backends::{column_type, read_id, select_id};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
-use crate::tables::{BackfillPending, DEPLOYMENT};
+use crate::tables::{BackfillPending, DEPLOYMENT, PENDING_TABLE};
 
 use super::ids::StoredId;
 
@@ -127,6 +127,17 @@ pub async fn forget_all_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
         .if_exists()
         .to_owned();
     conn.execute(&drop).await.map(|_| ())
+}
+
+/// Empties the pending table, keeping it (MariaDB's drop step: see there why).
+pub async fn forget_everything_in(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    if !manager.has_table(PENDING_TABLE).await? {
+        return Ok(());
+    }
+    let delete = Query::delete()
+        .from_table(BackfillPending::Table)
+        .to_owned();
+    manager.get_connection().execute(&delete).await.map(|_| ())
 }
 
 /// [`remove`] on a connection that already runs a locked step.

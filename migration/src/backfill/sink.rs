@@ -45,15 +45,24 @@ impl Earlier {
 }
 
 /// Replaces the links of these deployments and records their rejects not yet recorded.
+/// The links are not written back to the legacy columns they come from (the sync guard).
 pub async fn write_plans<C: ConnectionTrait>(
     conn: &C,
     planned: &[PlannedDeployment<'_>],
     agents: &AgentDirectory,
     earlier: Earlier,
 ) -> Result<(), DbErr> {
+    let write = async || write_unguarded(conn, planned, agents, earlier).await;
+    crate::expand::guarded(conn, write).await
+}
+
+async fn write_unguarded<C: ConnectionTrait>(
+    conn: &C,
+    planned: &[PlannedDeployment<'_>],
+    agents: &AgentDirectory,
+    earlier: Earlier,
+) -> Result<(), DbErr> {
     let backend = conn.get_database_backend();
-    // The links written here must not be written back to the legacy columns they come from.
-    crate::expand::guard_in(conn).await?;
     if earlier.links {
         let ids = planned.iter().map(|p| p.id.to_value());
         let delete = Query::delete()

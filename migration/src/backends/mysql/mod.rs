@@ -3,6 +3,7 @@
 //! `metadata_lock_info` plugin).
 
 pub mod retire;
+mod sync;
 
 use std::time::Duration;
 
@@ -46,11 +47,14 @@ impl Backend for MySql {
         )]
     }
 
+    /// With the sync guard: a session variable too.
     fn unbound_lock_waits(&self) -> Vec<Statement> {
-        vec![Statement::from_string(
+        let mut statements = vec![Statement::from_string(
             DbBackend::MySql,
             "SET SESSION lock_wait_timeout = DEFAULT, innodb_lock_wait_timeout = DEFAULT",
-        )]
+        )];
+        statements.extend(self.sync_unguard());
+        statements
     }
 
     fn session_id(&self) -> Option<Statement> {
@@ -206,16 +210,24 @@ impl Backend for MySql {
         false
     }
 
-    fn sync_triggers(&self, _target: &SyncTarget) -> Vec<String> {
-        vec![]
+    fn sync_triggers(&self, target: &SyncTarget) -> Vec<String> {
+        sync::install(target)
     }
 
     fn remove_sync_triggers(&self, _target: &SyncTarget) -> Vec<String> {
-        vec![]
+        sync::remove()
     }
 
+    /// A session variable, cleared at the end of the writes it guards, and in any case with
+    /// the lock-wait settings before the connection goes back to the pool.
     fn sync_guard(&self) -> Vec<Statement> {
-        vec![]
+        let sql = format!("SET {} = 1", sync::guard());
+        vec![Statement::from_string(DbBackend::MySql, sql)]
+    }
+
+    fn sync_unguard(&self) -> Vec<Statement> {
+        let sql = format!("SET {} = NULL", sync::guard());
+        vec![Statement::from_string(DbBackend::MySql, sql)]
     }
 
     fn missing_privileges(&self) -> Statement {

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement};
 
 use crate::backfill::{capture, catch_up_retired};
+use crate::expand;
 use crate::legacy_columns;
 use crate::locks::with_lock_retries;
 use crate::tables::{DEPLOYMENT, Deployment, LEGACY_COLUMNS, RETIRED_LEGACY_COLUMNS};
@@ -25,12 +26,32 @@ pub(crate) async fn retire_and_drop(
     if legacy {
         // Before the foreign key goes; kept if a failed run recorded it already.
         legacy_columns::record(conn).await?;
-        let what = "dropping the legacy columns, step 1: renaming them (writes that name them \
-                    fail from now on)";
+        if capturing {
+            // Every write is recorded from now on (the expand phase had stopped the capture),
+            // by triggers that read no legacy column; then the sync goes, which reads and
+            // writes them by name. A legacy write in between is both synced and caught up.
+            let what = "dropping the legacy columns: capturing every write to deployment";
+            with_lock_retries(conn, what, Default::default(), |txn| {
+                Box::pin(capture::install_in(txn))
+            })
+            .await?;
+            with_lock_retries(conn, what, Default::default(), |txn| {
+                Box::pin(capture::capture_every_update_in(txn))
+            })
+            .await?;
+            crate::crash_point!("drop: capture widened");
+        }
+        // The sync filled the legacy columns of a deployment the new version inserts; from
+        // now on (and under their retired names) their defaults do.
+        let what = "dropping the legacy columns: defaults for the new version's inserts";
         with_lock_retries(conn, what, Default::default(), |txn| {
-            Box::pin(retire(txn, capturing))
+            Box::pin(async move { give_defaults(&SchemaManager::new(txn)).await })
         })
         .await?;
+        expand::end(conn).await?;
+        let what = "dropping the legacy columns, step 1: renaming them (writes that name them \
+                    fail from now on)";
+        with_lock_retries(conn, what, Default::default(), |txn| Box::pin(retire(txn))).await?;
     }
     if capturing {
         let what = "removing the capture triggers from deployment";
@@ -50,17 +71,12 @@ pub(crate) async fn retire_and_drop(
     .await
 }
 
-/// Drops the foreign key of `job_agent_id` (MariaDB keeps a column that one uses), widens the
-/// capture so that it stops reading the legacy columns (an update trigger that reads a
-/// renamed column fails every update), then renames them.
-async fn retire(txn: &DatabaseTransaction, capturing: bool) -> Result<(), DbErr> {
+/// Drops the foreign key of `job_agent_id` (MariaDB keeps a column that one uses), then
+/// renames the legacy columns (the capture reads none of them by now, and the sync is gone).
+async fn retire(txn: &DatabaseTransaction) -> Result<(), DbErr> {
     let manager = SchemaManager::new(txn);
     drop_foreign_keys(&manager, "job_agent_id").await?;
     crate::crash_point!("drop: foreign keys dropped");
-    if capturing {
-        capture::capture_every_update_in(txn).await?;
-        crate::crash_point!("drop: capture widened");
-    }
     let mut rename = Table::alter();
     rename.table(Deployment::Table);
     let mut any = false;
@@ -76,11 +92,33 @@ async fn retire(txn: &DatabaseTransaction, capturing: bool) -> Result<(), DbErr>
     Ok(())
 }
 
+/// `[]` and `{}`, what a deployment without agents has in the legacy shape: set instantly
+/// (a default is table metadata), and recorded before, so `down` gives back the original.
+async fn give_defaults(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let mut changes = vec![];
+    for (column, empty) in [("job_agents", "[]"), ("job_agent_config", "{}")] {
+        if manager.has_column(DEPLOYMENT, column).await? {
+            changes.push(format!("ALTER COLUMN {column} SET DEFAULT '{empty}'"));
+        }
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let sql = format!("ALTER TABLE {DEPLOYMENT} {}", changes.join(", "));
+    manager
+        .get_connection()
+        .execute_unprepared(&sql)
+        .await
+        .map(|_| ())
+}
+
 async fn drop_retired(txn: &DatabaseTransaction) -> Result<(), DbErr> {
     let manager = SchemaManager::new(txn);
     legacy_columns::drop_present(&manager, &RETIRED_LEGACY_COLUMNS).await?;
     crate::crash_point!("drop: retired columns dropped");
-    capture::forget_all_in(txn).await
+    // Emptied, not dropped: a statement the application prepared while the capture's
+    // triggers wrote it opens it again at every execution (see `sync::remove`).
+    capture::forget_everything_in(&manager).await
 }
 
 /// MariaDB will not drop a column that a foreign key uses, so its constraints go first.

@@ -2,6 +2,7 @@
 //! wait for it, and nothing else can be asked from another connection.
 
 pub mod rebuild;
+mod sync;
 
 use std::time::Duration;
 
@@ -112,20 +113,31 @@ impl Backend for Sqlite {
         ]
     }
 
-    fn has_expand_phase(&self) -> bool {
-        false
-    }
-
     fn sync_triggers(&self, _target: &SyncTarget) -> Vec<String> {
-        vec![]
+        sync::install()
     }
 
     fn remove_sync_triggers(&self, _target: &SyncTarget) -> Vec<String> {
-        vec![]
+        sync::remove()
     }
 
+    /// A row in the guard table (created here if the sync is not installed yet), written in
+    /// the transaction (SQLite has one writer at a time) and deleted before it commits.
     fn sync_guard(&self) -> Vec<Statement> {
-        vec![]
+        let guard = sync::guard();
+        [
+            format!("CREATE TABLE IF NOT EXISTS {guard} (active INTEGER NOT NULL)"),
+            format!(
+                "INSERT INTO {guard} (active) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM {guard})"
+            ),
+        ]
+        .map(|sql| Statement::from_string(DbBackend::Sqlite, sql))
+        .into()
+    }
+
+    fn sync_unguard(&self) -> Vec<Statement> {
+        let sql = format!("DELETE FROM {}", sync::guard());
+        vec![Statement::from_string(DbBackend::Sqlite, sql)]
     }
 
     fn missing_privileges(&self) -> Statement {

@@ -1,0 +1,150 @@
+//! MariaDB's expand phase: the rules as stored routines (`sync.sql`), filled in with our
+//! names, the tables' declared types, and how each id column is read as the rules compare
+//! it.
+
+use crate::backends::SyncTarget;
+use crate::backends::template::fill;
+use crate::tables::{
+    DEPLOYMENT, JOB_AGENT, JOIN_TABLE, REJECT_TABLE, RULE_HELPER_PREFIX,
+    SYNC_FROM_LEGACY_INSERT_TRIGGER, SYNC_FROM_LEGACY_ROUTINE, SYNC_FROM_LEGACY_UPDATE_TRIGGER,
+    SYNC_GUARD, SYNC_LEGACY_DEFAULTS_TRIGGER, SYNC_TO_LEGACY_ROUTINE, SYNC_TO_LEGACY_TRIGGER,
+};
+
+const SCRIPT: &str = include_str!("sync.sql");
+
+/// The helper routines `sync.sql` defines, by their placeholder and name suffix.
+const HELPERS: [(&str, &str); 9] = [
+    ("uuid_fn", "uuid"),
+    ("trim_fn", "trim"),
+    ("id_key_fn", "id_key"),
+    ("hyphenated_fn", "hyphenated"),
+    ("holds_nul_fn", "holds_nul"),
+    ("empty_fn", "empty"),
+    ("json_fn", "json"),
+    ("reject_fn", "reject"),
+    ("check_fn", "check"),
+];
+
+/// Rust's `char::is_whitespace`, which the rules trim with, as a PCRE character class.
+const UNICODE_SPACE: &str = "[\\\\x{0009}-\\\\x{000D}\\\\x{0020}\\\\x{0085}\\\\x{00A0}\\\\x{1680}\
+     \\\\x{2000}-\\\\x{200A}\\\\x{2028}\\\\x{2029}\\\\x{202F}\\\\x{205F}\\\\x{3000}]";
+
+/// The session variable the triggers and the migration's own writes set while one side is
+/// written from the other.
+pub fn guard() -> String {
+    format!("@{SYNC_GUARD}")
+}
+
+/// The script's statements, in order.
+pub fn install(target: &SyncTarget) -> Vec<String> {
+    let helper = |suffix: &str| format!("{RULE_HELPER_PREFIX}{suffix}");
+    let (uuid, trim, id_key, hyphenated) = (
+        helper("uuid"),
+        helper("trim"),
+        helper("id_key"),
+        helper("hyphenated"),
+    );
+    // What a stored id means: a BINARY(16) id its bytes, any other its UUID spelling (the
+    // column's declared type decides: MariaDB folds a branch it will not take, so an
+    // expression must never meet the other kind of id).
+    let key_of = |id: &str, declared: &str| match is_binary_uuid(declared) {
+        true => format!("LOWER(HEX({id}))"),
+        false => format!("{id_key}({id})"),
+    };
+    let display_of = |id: &str, declared: &str| match is_binary_uuid(declared) {
+        true => format!("{hyphenated}(LOWER(HEX({id})))"),
+        false => format!("COALESCE({hyphenated}({uuid}({trim}({id}))), {id})"),
+    };
+    let agent_type = target.job_agent_id_type.as_str();
+    let agent_is_ref = match is_binary_uuid(agent_type) {
+        true => "a.id = UNHEX(agent_ref)".to_owned(),
+        // Text ids compare by their collation: upper and lower case alike.
+        false => format!("a.id = {hyphenated}(agent_ref)"),
+    };
+    let agent_means_ref = format!("{} = agent_ref", key_of("a.id", agent_type));
+    let single_type = target.legacy_job_agent_id_type.as_str();
+    let single_agent_key = match is_binary_uuid(single_type) {
+        true => "LOWER(HEX(single_agent))".to_owned(),
+        false => format!("{uuid}({trim}(single_agent))"),
+    };
+    let guard = guard();
+    let names = [
+        ("deployment", DEPLOYMENT),
+        ("job_agent", JOB_AGENT),
+        ("join_table", JOIN_TABLE),
+        ("reject_table", REJECT_TABLE),
+        ("from_legacy_fn", SYNC_FROM_LEGACY_ROUTINE),
+        ("to_legacy_fn", SYNC_TO_LEGACY_ROUTINE),
+        ("from_legacy_insert", SYNC_FROM_LEGACY_INSERT_TRIGGER),
+        ("from_legacy_update", SYNC_FROM_LEGACY_UPDATE_TRIGGER),
+        ("legacy_defaults", SYNC_LEGACY_DEFAULTS_TRIGGER),
+    ];
+    let to_legacy_triggers = to_legacy_triggers();
+    let mut values: Vec<(&str, String)> = names.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    values.extend([
+        ("to_legacy_insert", to_legacy_triggers[0].clone()),
+        ("to_legacy_update", to_legacy_triggers[1].clone()),
+        ("to_legacy_delete", to_legacy_triggers[2].clone()),
+        ("deployment_id_type", target.deployment_id_type.clone()),
+        ("job_agent_id_type", target.job_agent_id_type.clone()),
+        ("unicode_space", UNICODE_SPACE.to_owned()),
+        ("guard", guard),
+        ("agent_is_ref", agent_is_ref),
+        ("agent_means_ref", agent_means_ref),
+        (
+            "agent_workspace_key",
+            key_of("a.workspace_id", &target.job_agent_workspace_id_type),
+        ),
+        (
+            "new_workspace_key",
+            key_of("NEW.workspace_id", &target.deployment_workspace_id_type),
+        ),
+        ("single_agent_type", target.legacy_job_agent_id_type.clone()),
+        ("single_agent_key", single_agent_key),
+        (
+            "single_agent_display",
+            display_of("single_agent", single_type),
+        ),
+        (
+            "link_agent_display",
+            display_of("l.job_agent_id", agent_type),
+        ),
+    ]);
+    values.extend(HELPERS.iter().map(|(key, suffix)| (*key, helper(suffix))));
+    let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    fill(SCRIPT, &values)
+        .split("\n$$\n")
+        .map(str::trim)
+        .filter(|statement| !statement.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether a column declared `declared` holds UUIDs as 16 bytes.
+fn is_binary_uuid(declared: &str) -> bool {
+    declared.to_ascii_lowercase().starts_with("binary(16)")
+}
+
+/// The join table's three triggers (MariaDB has one event per trigger).
+fn to_legacy_triggers() -> [String; 3] {
+    ["insert", "update", "delete"].map(|event| format!("{SYNC_TO_LEGACY_TRIGGER}_{event}"))
+}
+
+/// Statements that remove the triggers [`install`] created, and nothing else. MariaDB keeps,
+/// in a statement the application prepared while the triggers existed, the routines those
+/// triggers called, and opens them again at every execution even once the triggers are
+/// gone: a routine dropped or replaced under it fails that statement (`PROCEDURE … does not
+/// exist`) for as long as the application's connection lives. So the routines stay; nothing
+/// calls them any more.
+pub fn remove() -> Vec<String> {
+    [
+        SYNC_FROM_LEGACY_INSERT_TRIGGER,
+        SYNC_FROM_LEGACY_UPDATE_TRIGGER,
+        SYNC_LEGACY_DEFAULTS_TRIGGER,
+    ]
+    .iter()
+    .map(|name| name.to_string())
+    .chain(to_legacy_triggers())
+    .map(|trigger| format!("DROP TRIGGER IF EXISTS {trigger}"))
+    .collect()
+}
