@@ -235,6 +235,26 @@ impl World {
     }
 }
 
+impl World {
+    /// Gives each deployment the legacy values (and workspace) of the next one, the last
+    /// those of the first, through updates.
+    pub async fn rotate_deployments(&self, legacy: &Legacy<'_>) {
+        let count = self.deployments.len();
+        for n in 0..count {
+            let next = &self.deployments[(n + 1) % count];
+            legacy
+                .update_deployment(
+                    deployment_id(n),
+                    next.workspace.map(workspace_id),
+                    next.job_agent.map(agent_id),
+                    &next.job_agent_config,
+                    &next.job_agents,
+                )
+                .await;
+        }
+    }
+}
+
 static CASE: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `check` on generated databases (each named `{prefix}_{n}`) until at least

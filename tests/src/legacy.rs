@@ -114,6 +114,37 @@ impl<'a> Legacy<'a> {
     }
 }
 
+impl Legacy<'_> {
+    /// Gives deployment `id` new legacy values (and workspace), as stored text.
+    pub async fn update_deployment(
+        &self,
+        id: Uuid,
+        workspace: Option<Uuid>,
+        job_agent_id: Option<Uuid>,
+        job_agent_config: &str,
+        job_agents: &str,
+    ) {
+        let json = |n: u8| match self.db.backend {
+            Backend::Postgres => format!("CAST(${n} AS jsonb)"),
+            _ => format!("${n}"),
+        };
+        let sql = format!(
+            "UPDATE deployment SET workspace_id = $1, job_agent_id = $2, \
+             job_agent_config = {}, job_agents = {} WHERE id = $5",
+            json(3),
+            json(4)
+        );
+        let values = vec![
+            self.opt_id(workspace),
+            self.opt_id(job_agent_id),
+            job_agent_config.into(),
+            job_agents.into(),
+            self.id(id),
+        ];
+        self.db.exec(&sql, values).await;
+    }
+}
+
 fn hand_built_ddl(backend: Backend) -> &'static [&'static str] {
     match backend {
         Backend::Postgres => &[

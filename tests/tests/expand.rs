@@ -50,7 +50,32 @@ async fn both_rule_sets_agree(
         read::rejects(&synced).await,
         read::rejects(&backfilled).await,
     );
-    first_difference("rejects", &rejects.0, &rejects.1, |r| r.deployment)
+    first_difference("rejects", &rejects.0, &rejects.1, |r| r.deployment)?;
+
+    // Updates too: each deployment given the next one's values now has the links the
+    // backfill gave the next one.
+    world.rotate_deployments(&legacy).await;
+    let count = world.deployments.len();
+    let index = |id: Uuid| {
+        (0..count)
+            .find(|&n| generated::deployment_id(n) == id)
+            .unwrap()
+    };
+    let mut rotated: Vec<LinkRow> = links
+        .1
+        .iter()
+        .map(|l| {
+            let previous = (index(l.deployment) + count - 1) % count;
+            LinkRow::new(
+                generated::deployment_id(previous),
+                l.agent,
+                l.config.clone(),
+            )
+        })
+        .collect();
+    rotated.sort_by_key(|l| (l.deployment, l.agent));
+    let after = read::links(&synced).await;
+    first_difference("links after updates", &after, &rotated, |l| l.deployment)
 }
 
 /// Fails with the rows of the first deployment whose rows differ (not the whole tables).
