@@ -92,10 +92,7 @@ impl<'a> Legacy<'a> {
         job_agent_config: &str,
         job_agents: &str,
     ) {
-        let json = |n: u8| match self.db.backend {
-            Backend::Postgres => format!("CAST(${n} AS jsonb)"),
-            _ => format!("${n}"),
-        };
+        let json = |n: u8| self.json_param(n);
         let sql = format!(
             "INSERT INTO deployment (id, name, job_agent_id, job_agent_config, workspace_id, \
              job_agents) VALUES ($1, $2, $3, {}, $5, {})",
@@ -112,9 +109,15 @@ impl<'a> Legacy<'a> {
         ];
         self.db.exec(&sql, values).await;
     }
-}
 
-impl Legacy<'_> {
+    /// Placeholder `$n` for JSON text, cast where the column is not text.
+    fn json_param(&self, n: u8) -> String {
+        match self.db.backend {
+            Backend::Postgres => format!("CAST(${n} AS jsonb)"),
+            _ => format!("${n}"),
+        }
+    }
+
     /// Gives deployment `id` new legacy values (and workspace), as stored text.
     pub async fn update_deployment(
         &self,
@@ -124,10 +127,7 @@ impl Legacy<'_> {
         job_agent_config: &str,
         job_agents: &str,
     ) {
-        let json = |n: u8| match self.db.backend {
-            Backend::Postgres => format!("CAST(${n} AS jsonb)"),
-            _ => format!("${n}"),
-        };
+        let json = |n: u8| self.json_param(n);
         let sql = format!(
             "UPDATE deployment SET workspace_id = $1, job_agent_id = $2, \
              job_agent_config = {}, job_agents = {} WHERE id = $5",
