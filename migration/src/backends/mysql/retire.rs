@@ -27,9 +27,9 @@ pub(crate) async fn retire_and_drop(
         // Before the foreign key goes; kept if a failed run recorded it already.
         legacy_columns::record(conn).await?;
         if capturing {
-            // Every write is recorded from now on (the expand phase had stopped the capture),
-            // by triggers that read no legacy column; then the sync goes, which reads and
-            // writes them by name. A legacy write in between is both synced and caught up.
+            // Every write is recorded from now on, by triggers that read no legacy column
+            // (the capture, put back if an expand phase had stopped it, then widened); a sync,
+            // if one is installed, goes after: it reads and writes the columns by name.
             let what = "dropping the legacy columns: capturing every write to deployment";
             with_lock_retries(conn, what, Default::default(), |txn| {
                 Box::pin(capture::install_in(txn))
