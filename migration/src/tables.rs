@@ -83,6 +83,13 @@ pub const CAPTURE_FUNCTION: &str = "deployment_job_agent_backfill_capture";
 pub const SYNC_FROM_LEGACY_INSERT_TRIGGER: &str = "deployment_job_agent_sync_from_legacy_insert";
 pub const SYNC_FROM_LEGACY_UPDATE_TRIGGER: &str = "deployment_job_agent_sync_from_legacy_update";
 pub const SYNC_TO_LEGACY_TRIGGER: &str = "deployment_job_agent_sync_to_legacy";
+/// Where a trigger has one event (MariaDB, SQLite), the join table's three: insert, update,
+/// delete.
+pub const SYNC_TO_LEGACY_TRIGGERS: [&str; 3] = [
+    "deployment_job_agent_sync_to_legacy_insert",
+    "deployment_job_agent_sync_to_legacy_update",
+    "deployment_job_agent_sync_to_legacy_delete",
+];
 /// Gives a deployment inserted without the legacy columns (by the new version) the legacy
 /// shape of "no agents"; its routine, where the backend needs one, has the same name.
 pub const SYNC_LEGACY_DEFAULTS_TRIGGER: &str = "deployment_job_agent_sync_legacy_defaults";

@@ -7,7 +7,7 @@ use crate::backends::template::fill;
 use crate::tables::{
     DEPLOYMENT, JOB_AGENT, JOIN_TABLE, REJECT_TABLE, RULE_HELPER_PREFIX,
     SYNC_FROM_LEGACY_INSERT_TRIGGER, SYNC_FROM_LEGACY_ROUTINE, SYNC_FROM_LEGACY_UPDATE_TRIGGER,
-    SYNC_GUARD, SYNC_LEGACY_DEFAULTS_TRIGGER, SYNC_TO_LEGACY_ROUTINE, SYNC_TO_LEGACY_TRIGGER,
+    SYNC_GUARD, SYNC_LEGACY_DEFAULTS_TRIGGER, SYNC_TO_LEGACY_ROUTINE, SYNC_TO_LEGACY_TRIGGERS,
 };
 
 const SCRIPT: &str = include_str!("sync.sql");
@@ -79,12 +79,11 @@ pub fn install(target: &SyncTarget) -> Vec<String> {
         ("from_legacy_update", SYNC_FROM_LEGACY_UPDATE_TRIGGER),
         ("legacy_defaults", SYNC_LEGACY_DEFAULTS_TRIGGER),
     ];
-    let to_legacy_triggers = to_legacy_triggers();
     let mut values: Vec<(&str, String)> = names.iter().map(|(k, v)| (*k, v.to_string())).collect();
     values.extend([
-        ("to_legacy_insert", to_legacy_triggers[0].clone()),
-        ("to_legacy_update", to_legacy_triggers[1].clone()),
-        ("to_legacy_delete", to_legacy_triggers[2].clone()),
+        ("to_legacy_insert", SYNC_TO_LEGACY_TRIGGERS[0].to_owned()),
+        ("to_legacy_update", SYNC_TO_LEGACY_TRIGGERS[1].to_owned()),
+        ("to_legacy_delete", SYNC_TO_LEGACY_TRIGGERS[2].to_owned()),
         ("deployment_id_type", target.deployment_id_type.clone()),
         ("job_agent_id_type", target.job_agent_id_type.clone()),
         ("unicode_space", UNICODE_SPACE.to_owned()),
@@ -125,11 +124,6 @@ fn is_binary_uuid(declared: &str) -> bool {
     declared.to_ascii_lowercase().starts_with("binary(16)")
 }
 
-/// The join table's three triggers (MariaDB has one event per trigger).
-fn to_legacy_triggers() -> [String; 3] {
-    ["insert", "update", "delete"].map(|event| format!("{SYNC_TO_LEGACY_TRIGGER}_{event}"))
-}
-
 /// Statements that remove the triggers [`install`] created, and nothing else. MariaDB keeps,
 /// in a statement the application prepared while the triggers existed, the routines those
 /// triggers called, and opens them again at every execution even once the triggers are
@@ -142,9 +136,8 @@ pub fn remove() -> Vec<String> {
         SYNC_FROM_LEGACY_UPDATE_TRIGGER,
         SYNC_LEGACY_DEFAULTS_TRIGGER,
     ]
-    .iter()
-    .map(|name| name.to_string())
-    .chain(to_legacy_triggers())
+    .into_iter()
+    .chain(SYNC_TO_LEGACY_TRIGGERS)
     .map(|trigger| format!("DROP TRIGGER IF EXISTS {trigger}"))
     .collect()
 }

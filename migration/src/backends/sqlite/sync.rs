@@ -7,7 +7,7 @@ use crate::backends::template::fill;
 use crate::tables::{
     DEPLOYMENT, JOB_AGENT, JOIN_TABLE, REJECT_TABLE, RULE_HELPER_PREFIX,
     SYNC_FROM_LEGACY_INSERT_TRIGGER, SYNC_FROM_LEGACY_UPDATE_TRIGGER, SYNC_GUARD,
-    SYNC_TO_LEGACY_TRIGGER,
+    SYNC_TO_LEGACY_TRIGGERS,
 };
 
 const SCRIPT: &str = include_str!("sync.sql");
@@ -95,10 +95,6 @@ fn write_legacy_of(id: &str) -> String {
     )
 }
 
-fn to_legacy_triggers() -> [String; 3] {
-    ["insert", "update", "delete"].map(|event| format!("{SYNC_TO_LEGACY_TRIGGER}_{event}"))
-}
-
 /// The script's statements, in order.
 pub fn install() -> Vec<String> {
     let scratch = scratch();
@@ -128,7 +124,7 @@ pub fn install() -> Vec<String> {
         ("entry_holds_nul", holds_nul("entry")),
     ];
     let rules = fill(RULES, &as_pairs(&rule_values));
-    let [insert, update, delete] = to_legacy_triggers();
+    let [insert, update, delete] = SYNC_TO_LEGACY_TRIGGERS.map(str::to_owned);
     let values = [
         ("guard", guard().to_owned()),
         ("scratch", scratch),
@@ -164,11 +160,11 @@ fn as_pairs<'a>(values: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
 /// Statements that remove what [`install`] created.
 pub fn remove() -> Vec<String> {
     let mut statements: Vec<String> = [
-        SYNC_FROM_LEGACY_INSERT_TRIGGER.to_owned(),
-        SYNC_FROM_LEGACY_UPDATE_TRIGGER.to_owned(),
+        SYNC_FROM_LEGACY_INSERT_TRIGGER,
+        SYNC_FROM_LEGACY_UPDATE_TRIGGER,
     ]
     .into_iter()
-    .chain(to_legacy_triggers())
+    .chain(SYNC_TO_LEGACY_TRIGGERS)
     .map(|trigger| format!("DROP TRIGGER IF EXISTS {trigger}"))
     .collect();
     statements.push(format!("DROP TABLE IF EXISTS {}", scratch()));
