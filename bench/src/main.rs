@@ -13,6 +13,7 @@ mod measure;
 mod naive;
 mod queries;
 mod standby;
+mod sync_cost;
 mod upstream;
 mod writer;
 
@@ -179,6 +180,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    let url = bench.copy_of_source_url("sync").await?;
+    let sync_costs = sync_cost::measure(&url, cli.query_runs).await?;
+    bench.remove("sync").await?;
     let ours_url = bench.url("ours");
     let queries = queries::measure(&ours_url, cli.query_runs).await?;
     let upstream_links = link_set(&bench.connect("up").await?).await?;
@@ -207,6 +211,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows,
         agreement,
         queries,
+        sync_costs,
         stalls,
     };
     report.write(&cli.out)?;
@@ -579,6 +584,8 @@ struct Report {
     rows: Vec<Row>,
     agreement: Agreement,
     queries: Vec<queries::Latency>,
+    /// A write's latency in the expand phase, with and without the sync.
+    sync_costs: Vec<queries::Latency>,
     stalls: Vec<writer::Stalls>,
 }
 
@@ -608,6 +615,13 @@ impl Report {
         }
         out.push_str("\n| service query (after ours) | runs | p50 ms | p99 ms | statements per call |\n|---|---:|---:|---:|---:|\n");
         for q in &self.queries {
+            out.push_str(&format!(
+                "| {} | {} | {:.3} | {:.3} | {:.1} |\n",
+                q.query, q.runs, q.p50_ms, q.p99_ms, q.statements_per_call
+            ));
+        }
+        out.push_str("\n| write in the expand phase (separate copy) | runs | p50 ms | p99 ms | statements per call |\n|---|---:|---:|---:|---:|\n");
+        for q in &self.sync_costs {
             out.push_str(&format!(
                 "| {} | {} | {:.3} | {:.3} | {:.1} |\n",
                 q.query, q.runs, q.p50_ms, q.p99_ms, q.statements_per_call

@@ -36,7 +36,7 @@ fn latency(query: &'static str, mut samples: Vec<Duration>, statements: usize) -
 
 /// Calls `call` `runs` times (with the call's number) and reports its latency and the
 /// statements it sent, counted by the connection's metric callback.
-async fn timed(
+pub(crate) async fn timed(
     query: &'static str,
     runs: usize,
     statements: &AtomicUsize,
@@ -54,7 +54,7 @@ async fn timed(
 }
 
 /// A service call's outcome, its result dropped: only its time counts.
-fn done<T>(outcome: Result<T, service::ServiceError>) -> Result<(), DbErr> {
+pub(crate) fn done<T>(outcome: Result<T, service::ServiceError>) -> Result<(), DbErr> {
     outcome
         .map(drop)
         .map_err(|error| DbErr::Custom(error.to_string()))
