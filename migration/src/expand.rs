@@ -24,7 +24,9 @@ use sea_orm_migration::sea_orm::TransactionTrait;
 use crate::backends::{self, SyncTarget, column_type};
 use crate::backfill::{capture, catch_up_all};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
-use crate::tables::{DEPLOYMENT, JOB_AGENT, JOIN_TABLE, PENDING_TABLE};
+use crate::tables::{
+    DEPLOYMENT, JOB_AGENT, JOIN_TABLE, PENDING_TABLE, SYNC_FROM_LEGACY_UPDATE_TRIGGER,
+};
 
 /// Installs the sync, stops the capture and catches up what it recorded while the backfill
 /// ran. From the sync's installation on, a write reaches the other side by itself; one made
@@ -32,10 +34,6 @@ use crate::tables::{DEPLOYMENT, JOB_AGENT, JOIN_TABLE, PENDING_TABLE};
 /// silencing left them, the capture's triggers go with the drop step. Safe to run again.
 pub async fn begin(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     let conn = manager.get_connection();
-    if !backends::of(conn.get_database_backend()).has_expand_phase() {
-        // The capture stays on until the drop step catches it up.
-        return Ok(());
-    }
     install(conn).await?;
     crate::crash_point!("expand: sync installed");
     if manager.has_table(PENDING_TABLE).await? {
@@ -47,45 +45,68 @@ pub async fn begin(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// Installs the sync triggers, each statement a step under the lock timeout (trigger DDL
-/// locks its table against writes for an instant; where DDL commits as it goes, a step
-/// that loses to the writers retries only itself). Safe to run again.
+/// Installs the sync: each routine a step under the lock timeout, then every trigger in one
+/// step (trigger DDL locks its table against writes for an instant; where DDL commits as it
+/// goes, a step that loses to the writers retries only itself). Safe to run again.
 pub async fn install<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let target = target(conn).await?;
-    let statements = backends::of(conn.get_database_backend()).sync_triggers(&target);
-    let count = statements.len();
-    for (n, sql) in statements.into_iter().enumerate() {
-        let what = format!("installing the sync triggers (step {} of {count})", n + 1);
-        run_locked(conn, &what, sql).await?;
+    let (triggers, routines) = sync_ddl(conn, &target).await?;
+    let count = routines.len() + 1;
+    for (n, sql) in routines.into_iter().enumerate() {
+        let what = format!("installing the sync (step {} of {count})", n + 1);
+        run_locked(conn, &what, vec![sql]).await?;
     }
-    Ok(())
+    let what = format!("installing the sync triggers (step {count} of {count})");
+    run_locked(conn, &what, triggers).await
 }
 
 /// [`install`] on a connection that already runs a locked step.
 pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     let target = target(conn).await?;
-    install_with(conn, &target).await
-}
-
-async fn install_with<C: ConnectionTrait>(conn: &C, target: &SyncTarget) -> Result<(), DbErr> {
+    let (triggers, routines) = sync_ddl(conn, &target).await?;
     lock_both(conn).await?;
-    for sql in backends::of(conn.get_database_backend()).sync_triggers(target) {
+    for sql in routines.into_iter().chain(triggers) {
         conn.execute_unprepared(&sql).await?;
     }
     Ok(())
 }
 
+/// The sync's statements for this backend: its triggers as one live trigger change on both
+/// tables, and the rest (routines, scratch tables) on their own, unless they are all in
+/// place already.
+async fn sync_ddl<C: ConnectionTrait>(
+    conn: &C,
+    target: &SyncTarget,
+) -> Result<(Vec<String>, Vec<String>), DbErr> {
+    let backend = backends::of(conn.get_database_backend());
+    let (triggers, mut routines): (Vec<String>, Vec<String>) =
+        (backend.sync_triggers(target).into_iter()).partition(|sql| backends::is_trigger_ddl(sql));
+    if let Some(probe) = backend.sync_routines_in_place(target) {
+        let row = conn.query_one_raw(probe).await?;
+        if row.map(|r| r.try_get_by_index::<i64>(0)).transpose()? == Some(1) {
+            routines.clear();
+        }
+    }
+    let triggers = backend.live_trigger_ddl(&[DEPLOYMENT, JOIN_TABLE], triggers);
+    Ok((triggers, routines))
+}
+
+/// Whether the sync is installed (an earlier run began the phase): a batch that writes
+/// links must then lock the rows it reads, or a legacy write racing with it would have its
+/// links replaced by the batch's older ones.
+pub async fn installed<C: ConnectionTrait>(conn: &C) -> Result<bool, DbErr> {
+    let backend = backends::of(conn.get_database_backend());
+    let probe = backend.trigger_exists(SYNC_FROM_LEGACY_UPDATE_TRIGGER);
+    Ok(conn.query_one_raw(probe).await?.is_some())
+}
+
 /// Re-enters the phase on a connection that already runs a locked step (the drop
 /// migration's `down`, once the legacy columns are back).
 pub async fn resume_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    match backends::of(conn.get_database_backend()).has_expand_phase() {
-        true => install_in(conn).await,
-        // The capture records the legacy application's writes until the next drop step.
-        false => capture::install_in(conn).await,
-    }
+    install_in(conn).await
 }
 
 /// Removes the sync triggers before the backfill's links are deleted (which would otherwise
@@ -103,30 +124,29 @@ pub async fn end<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    if !backends::of(conn.get_database_backend()).has_expand_phase() {
-        // Never installed by the migration: nothing to take a lock for.
-        return Ok(());
-    }
     let target = target(conn).await?;
     let statements = backends::of(conn.get_database_backend()).remove_sync_triggers(&target);
     let count = statements.len();
     for (n, sql) in statements.into_iter().enumerate() {
         let what = format!("removing the sync triggers (step {} of {count})", n + 1);
-        run_locked(conn, &what, sql).await?;
+        run_locked(conn, &what, vec![sql]).await?;
     }
     Ok(())
 }
 
-/// One statement on both tables, as a step under the lock timeout.
-async fn run_locked<C>(conn: &C, what: &str, sql: String) -> Result<(), DbErr>
+/// Statements on both tables, as one step under the lock timeout.
+async fn run_locked<C>(conn: &C, what: &str, statements: Vec<String>) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     with_lock_retries(conn, what, Default::default(), |txn| {
-        let sql = sql.clone();
+        let statements = statements.clone();
         Box::pin(async move {
             lock_both(txn).await?;
-            txn.execute_unprepared(&sql).await.map(|_| ())
+            for sql in statements {
+                txn.execute_unprepared(&sql).await?;
+            }
+            Ok(())
         })
     })
     .await

@@ -8,7 +8,10 @@
 //! - in a transaction of its own whose lock waits end after [`Settings::lock_timeout`];
 //! - when a wait ends (or the server picks the step as a deadlock or serialization victim),
 //!   the transaction is rolled back, so the queue behind it drains, and after a backoff the
-//!   whole step is tried again, until [`Settings::lock_retry_for`] has passed;
+//!   whole step is tried again, until [`Settings::lock_retry_for`] has passed; a try refused
+//!   without waiting (MariaDB's metadata locks, `NOWAIT`) kept no one waiting, so the next
+//!   follows within milliseconds: a busy application leaves only short gaps between its
+//!   transactions;
 //! - while it retries it logs who is in the way; when it gives up it says so in one error,
 //!   and a rerun of `up` finishes the job (every step is idempotent).
 //!
@@ -29,6 +32,16 @@ use crate::settings::Settings;
 /// The first pause between two tries; it doubles up to the lock timeout, so the
 /// application gets the table at least half the time while the migration retries.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How often a step that keeps losing says so (each try is logged at debug level).
+const WARN_EVERY: Duration = Duration::from_secs(1);
+
+/// The pause after a try that was refused without waiting: 5 to 20 ms, varied so that the
+/// tries do not fall into step with a writer's rhythm.
+fn quick_retry_pause(tries: u64) -> Duration {
+    let spread = tries.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60; // 0..16
+    Duration::from_millis(5 + spread)
+}
 
 /// What a step returns: a future borrowing only the step's transaction. Steps move (or
 /// clone) whatever else they need into it, so a retry can run them again.
@@ -54,7 +67,9 @@ where
     let db_backend = conn.get_database_backend();
     let started = Instant::now();
     let mut backoff = FIRST_BACKOFF;
+    let mut last_warning: Option<Instant> = None;
     for tries in 1.. {
+        let tried = Instant::now();
         let (result, holders) = attempt(conn, settings.lock_timeout, options, &step).await;
         let contention = match &result {
             Err(error) => backends::contention(db_backend, error),
@@ -66,9 +81,16 @@ where
         if let Err(error) = &result {
             tracing::debug!("{what}: try {tries} lost to contention: {error}");
         }
+        // Refused at once (MariaDB's metadata locks, `NOWAIT`): the try kept no one waiting,
+        // so the next comes soon, while the application's transactions leave a gap.
+        let refused_at_once = tried.elapsed() < settings.lock_timeout / 10;
+        let pause = match refused_at_once {
+            true => quick_retry_pause(tries),
+            false => backoff,
+        };
         let waited = started.elapsed();
-        let in_the_way = in_the_way(&holders);
-        if waited + backoff > settings.lock_retry_for {
+        if waited + pause > settings.lock_retry_for {
+            let in_the_way = in_the_way(&holders);
             return Err(DbErr::Migration(format!(
                 "gave up on {what} after {tries} tries in {:.1}s ({}), waiting for {in_the_way}: \
                  nothing of this step was kept; end that session, or run the command again later",
@@ -76,14 +98,20 @@ where
                 contention.as_str(),
             )));
         }
-        tracing::warn!(
-            "{what}: {} (try {tries}, {:.1}s so far), waiting for {in_the_way}; retrying in {} ms",
-            contention.as_str(),
-            waited.as_secs_f64(),
-            backoff.as_millis(),
-        );
-        crate::runtime::sleep(backoff).await;
-        backoff = (backoff * 2).min(settings.lock_timeout.max(FIRST_BACKOFF));
+        if last_warning.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+            last_warning = Some(Instant::now());
+            tracing::warn!(
+                "{what}: {} (try {tries}, {:.1}s so far), waiting for {}; retrying in {} ms",
+                contention.as_str(),
+                waited.as_secs_f64(),
+                in_the_way(&holders),
+                pause.as_millis(),
+            );
+        }
+        crate::runtime::sleep(pause).await;
+        if !refused_at_once {
+            backoff = (backoff * 2).min(settings.lock_timeout.max(FIRST_BACKOFF));
+        }
     }
     unreachable!("the retry loop only ends by returning")
 }

@@ -92,6 +92,7 @@ impl MigrationTrait for Migration {
             })
         })
         .await?;
+        crate::crash_point!("drop down: the columns and the sync are back");
         job_agents_from_links(conn).await?;
         restore_constraints(conn, &columns).await?;
         legacy_columns::forget(conn).await
@@ -150,6 +151,7 @@ where
         let what = format!("restoring the declaration of deployment.{}", column.name);
         for step in backend.restore_constraints(column) {
             run_step(conn, &what, &step).await?;
+            crate::crash_point!("drop down: a constraint restored");
         }
     }
     Ok(())

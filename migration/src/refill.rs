@@ -39,6 +39,7 @@ where
             Box::pin(async move { fill_batch(txn, after.as_ref(), batch_size).await })
         })
         .await?;
+        crate::crash_point!("refill: batch committed");
         match last {
             Some(last) => cursor = Some(last),
             None => return Ok(()),

@@ -1,7 +1,7 @@
 //! Legacy databases as the old application left them.
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::Value;
+use sea_orm::{Statement, Value};
 use uuid::Uuid;
 
 use crate::{Backend, TestDb};
@@ -142,6 +142,31 @@ impl<'a> Legacy<'a> {
             self.id(id),
         ];
         self.db.exec(&sql, values).await;
+    }
+
+    /// The old application's write of deployment `id`'s three legacy columns (as stored
+    /// text): a statement for any connection to this database.
+    pub fn legacy_write(
+        &self,
+        id: Uuid,
+        job_agent_id: Option<Uuid>,
+        job_agent_config: &str,
+        job_agents: &str,
+    ) -> Statement {
+        let json = |n: u8| self.json_param(n);
+        let sql = format!(
+            "UPDATE deployment SET job_agent_id = $1, job_agent_config = {}, job_agents = {} \
+             WHERE id = $4",
+            json(2),
+            json(3)
+        );
+        let values = vec![
+            self.opt_id(job_agent_id),
+            job_agent_config.into(),
+            job_agents.into(),
+            self.id(id),
+        ];
+        self.db.statement(&sql, values)
     }
 }
 

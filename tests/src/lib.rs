@@ -19,13 +19,6 @@ use std::path::PathBuf;
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
 
-/// Whether the backfill migration leaves `backend` in the expand phase (both shapes kept in
-/// step by triggers). MariaDB does not yet (see `Backend::has_expand_phase` in the
-/// migration): there writes are captured until the drop step catches them up.
-pub fn has_expand_phase(backend: Backend) -> bool {
-    backend != Backend::MariaDb
-}
-
 /// The three backends every case runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -219,21 +212,51 @@ macro_rules! on_every_backend {
 #[macro_export]
 macro_rules! on_server_backends {
     ($($case:ident),* $(,)?) => {
+        $crate::cases_at_once!(postgres, Postgres, $($case),*);
+        $crate::cases_at_once!(mariadb, MariaDb, $($case),*);
+    };
+}
+
+/// Defines one test per backend for each listed case, `postgres::case`, `mariadb::case` and
+/// `sqlite::case`, each calling `case(Backend)` on a multi-threaded runtime: for cases whose
+/// sessions run at once on every backend (SQLite's through connections of their own).
+#[macro_export]
+macro_rules! on_every_backend_at_once {
+    ($($case:ident),* $(,)?) => {
+        $crate::cases_at_once!(postgres, Postgres, $($case),*);
+        $crate::cases_at_once!(mariadb, MariaDb, $($case),*);
+        $crate::cases_at_once!(sqlite, Sqlite, $($case),*);
+    };
+}
+
+/// The module of [`on_server_backends`] and [`on_every_backend_at_once`] for one backend.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! cases_at_once {
+    ($module:ident, $backend:ident, $($case:ident),*) => {
         #[cfg(feature = "runtime-tokio")]
-        mod postgres {
+        mod $module {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                super::$case($crate::Backend::Postgres).await;
-            })*
-        }
-        #[cfg(feature = "runtime-tokio")]
-        mod mariadb {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                super::$case($crate::Backend::MariaDb).await;
+                super::$case($crate::Backend::$backend).await;
             })*
         }
     };
+}
+
+/// This test binary run again as a child process that runs only its test
+/// `child_process_entry_point`, which acts when `variable` is set: to `url`.
+pub fn child_process(variable: &str, url: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "child_process_entry_point",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(variable, url);
+    command
 }
 
 /// The body of a test binary's child-process entry point: migrates `url` all the way up, and

@@ -240,6 +240,28 @@ pub struct LegacyRow {
     pub job_agent_config: Option<serde_json::Value>,
 }
 
+impl LegacyRow {
+    /// What `down` (and the expand phase's sync) writes for `deployment` from these links:
+    /// every link an entry `{"ref", "config"}` in agent id order, `job_agent_id` NULL,
+    /// `job_agent_config` `{}`.
+    pub fn written_by_down(links: &[LinkRow], deployment: Uuid) -> LegacyRow {
+        let mut mine: Vec<&LinkRow> = links
+            .iter()
+            .filter(|l| l.deployment == deployment)
+            .collect();
+        mine.sort_by_key(|l| l.agent);
+        let entries = mine
+            .iter()
+            .map(|l| serde_json::json!({"ref": l.agent.to_string(), "config": l.config}))
+            .collect();
+        LegacyRow {
+            job_agents: Some(serde_json::Value::Array(entries)),
+            job_agent_id: None,
+            job_agent_config: Some(serde_json::json!({})),
+        }
+    }
+}
+
 /// Every deployment's legacy columns, by id.
 pub async fn legacy_rows(db: &TestDb) -> std::collections::BTreeMap<Uuid, LegacyRow> {
     let sql = format!(

@@ -5,8 +5,6 @@
 //! is tried until the child finishes without reaching it.
 #![cfg(feature = "runtime-tokio")]
 
-use std::process::Command;
-
 use migration::{Migrator, MigratorTrait};
 use tests::legacy::{Legacy, LegacySchema, seed_messy};
 use tests::read::{self, LinkRow, RejectRow};
@@ -80,14 +78,7 @@ async fn a_crash_at_any_point_converges_on_rerun(reference: TestDb) {
     let mut kill_points = 0;
     for k in 1.. {
         let db = seeded(backend, &format!("crash_{backend:?}_{k}")).await;
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "child_process_entry_point",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_URL, &db.url)
+        let child = tests::child_process(CHILD_URL, &db.url)
             .env("MIGRATION_CRASH_AT", k.to_string())
             .env("MIGRATION_BATCH_SIZE", "4")
             .output()

@@ -10,6 +10,7 @@
 use migration::{Migrator, MigratorTrait};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, TransactionTrait};
 use serde_json::{Value as Json, json};
 use service::{AgentAssignment, Mutation, NewDeployment};
 use tests::generated::{self, World};
@@ -41,7 +42,6 @@ async fn both_rule_sets_agree(
     let legacy = Legacy::build(&synced, LegacySchema::HandBuilt).await;
     World::write_agents(&legacy).await;
     Migrator::up(&synced.conn, Some(3)).await.map_err(fail)?;
-    sync_where_the_migration_does_not_yet(&synced).await;
     world.write_deployments(&legacy).await;
 
     let links = (read::links(&synced).await, read::links(&backfilled).await);
@@ -115,32 +115,13 @@ fn differential(backend: Backend, prefix: &str) {
     generated::run(backend, prefix, MIN_DEPLOYMENTS, both_rule_sets_agree);
 }
 
-/// The legacy columns as `down` writes them from these links: every link an entry
-/// `{"ref", "config"}` in agent id order, `job_agent_id` NULL, `job_agent_config` `{}`.
-fn down_shape(links: &[LinkRow], deployment: Uuid) -> LegacyRow {
-    let mut mine: Vec<&LinkRow> = links
-        .iter()
-        .filter(|l| l.deployment == deployment)
-        .collect();
-    mine.sort_by_key(|l| l.agent);
-    let entries: Vec<Json> = mine
-        .iter()
-        .map(|l| json!({"ref": l.agent.to_string(), "config": l.config}))
-        .collect();
-    LegacyRow {
-        job_agents: Some(Json::Array(entries)),
-        job_agent_id: None,
-        job_agent_config: Some(json!({})),
-    }
-}
-
 /// Every deployment's legacy columns are what `down` would write from its links.
 async fn legacy_columns_follow_the_links(db: &TestDb, when: &str) {
     let links = read::links(db).await;
     for (deployment, legacy) in read::legacy_rows(db).await {
         assert_eq!(
             legacy,
-            down_shape(&links, deployment),
+            LegacyRow::written_by_down(&links, deployment),
             "{when}: deployment {deployment}"
         );
     }
@@ -175,24 +156,7 @@ async fn expand_phase_of<'a>(
     Migrator::up(&db.conn, Some(2))
         .await
         .expect("up to the expand phase");
-    sync_where_the_migration_does_not_yet(db).await;
     legacy
-}
-
-/// MariaDB's sync is checked here, but the migration does not install it yet (prepared
-/// statements miss triggers added beside existing ones: `Backend::has_expand_phase`): the
-/// test installs it, after stopping the capture the way the migration would.
-async fn sync_where_the_migration_does_not_yet(db: &TestDb) {
-    if tests::has_expand_phase(db.backend) {
-        return;
-    }
-    for trigger in ["insert", "update"] {
-        let sql = format!("DROP TRIGGER IF EXISTS deployment_job_agent_backfill_capture_{trigger}");
-        db.exec(&sql, vec![]).await;
-    }
-    migration::expand::install(&db.conn)
-        .await
-        .expect("the sync installs");
 }
 
 /// What the new version does through `service` (and plain SQL) reaches the legacy columns
@@ -294,6 +258,67 @@ async fn legacy_writes_reach_the_links(db: TestDb) {
     );
 }
 
+/// MariaDB ends a statement that loses a deadlock without running its triggers' exit
+/// handlers, so the guard a trigger set (the sync's own writes are not synced back) is left
+/// in the session: it must not keep the sync off for that session's next writes.
+async fn a_legacy_write_that_loses_a_deadlock_leaves_the_sync_on(db: TestDb) {
+    let d = D;
+    let legacy = expand_phase_of(&db, Some(W), &json!([A1.to_string()]).to_string()).await;
+    let others: Vec<Uuid> = (0..4).map(|n| Uuid::from_u128(0xe0 + n)).collect();
+    for other in &others {
+        legacy.deployment(*other, Some(W), None, "{}", "[]").await;
+    }
+    // The old version's session, one connection, so the write after the deadlock is its.
+    let mut options = ConnectOptions::new(db.url.clone());
+    options.max_connections(1);
+    let old_version = Database::connect(options).await.unwrap();
+    let set_agents = |agent: Uuid| {
+        let job_agents = json!([agent.to_string()]).to_string();
+        legacy.legacy_write(d, None, "{}", &job_agents)
+    };
+
+    // Another session changes four deployments and locks D's links; the old version's
+    // write of D then waits inside its trigger, and the other session's write of D closes
+    // the cycle. The old version's transaction is the lighter one: MariaDB rolls it back.
+    let other = db.conn.begin().await.unwrap();
+    let rename = "UPDATE deployment SET name = 'renamed' WHERE id = $1";
+    for id in &others {
+        let rename = db.statement(rename, vec![legacy.id(*id)]);
+        other.execute_raw(rename).await.unwrap();
+    }
+    let lock = "SELECT job_agent_id FROM deployment_job_agent WHERE deployment_id = $1 FOR UPDATE";
+    other
+        .query_all_raw(db.statement(lock, vec![legacy.id(d)]))
+        .await
+        .unwrap();
+    let waiting = {
+        let (conn, write) = (old_version.clone(), set_agents(A2));
+        tokio::spawn(async move { conn.execute_raw(write).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let touch = "UPDATE deployment SET name = 'touched' WHERE id = $1";
+    other
+        .execute_raw(db.statement(touch, vec![legacy.id(d)]))
+        .await
+        .unwrap();
+    other.commit().await.unwrap();
+    let lost = waiting
+        .await
+        .unwrap()
+        .expect_err("the old version's write loses the deadlock");
+    assert!(lost.to_string().contains("1213"), "{lost}");
+
+    old_version
+        .execute_raw(set_agents(A2))
+        .await
+        .expect("the write again");
+    assert_eq!(
+        read::links(&db).await,
+        vec![LinkRow::new(d, A2, json!({}))],
+        "the old version's next write did not reach the links"
+    );
+}
+
 mod postgres {
     #[test]
     fn the_triggers_and_the_backfill_make_the_same_links_and_rejects() {
@@ -314,6 +339,12 @@ mod postgres {
 }
 
 mod mariadb {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_legacy_write_that_loses_a_deadlock_leaves_the_sync_on() {
+        let db = super::TestDb::create(super::Backend::MariaDb, "my_expand_deadlock").await;
+        super::a_legacy_write_that_loses_a_deadlock_leaves_the_sync_on(db).await;
+    }
+
     #[test]
     fn the_triggers_and_the_backfill_make_the_same_links_and_rejects() {
         super::differential(super::Backend::MariaDb, "my_expand_diff");

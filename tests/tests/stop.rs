@@ -44,14 +44,7 @@ async fn a_stop_request_ends_the_backfill_at_a_batch_boundary(db: TestDb) {
         .await
         .expect("the join table");
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process_entry_point",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_URL, &db.url)
+    let mut child = tests::child_process(CHILD_URL, &db.url)
         .env("MIGRATION_BATCH_SIZE", "5")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

@@ -222,18 +222,31 @@ pub trait Backend: Send + Sync {
         None
     }
 
-    /// Whether the backfill leaves this backend in the expand phase. MariaDB does not yet:
-    /// a statement the application prepared while `deployment` had triggers (the capture's)
-    /// does not fire triggers created after it, so the sync would miss its writes; there the
-    /// capture stays on until the drop step catches it up.
-    fn has_expand_phase(&self) -> bool {
-        true
+    /// Trigger DDL on `tables` while the application writes them, as the statements of one
+    /// locked step: the DDL itself, and whatever makes the application's statements see
+    /// every new trigger at once (MariaDB's room says what that takes there).
+    fn live_trigger_ddl(&self, tables: &[&'static str], ddl: Vec<String>) -> Vec<String> {
+        let _ = tables;
+        ddl
     }
 
     /// The statements that install the expand phase's triggers (see `crate::expand`): a
     /// legacy write applied to the links by the rules, a link write applied to the legacy
     /// columns, each in the writer's transaction, neither writing back. Safe to run again.
     fn sync_triggers(&self, target: &SyncTarget) -> Vec<String>;
+
+    /// One row, one number: 1 when the routines [`Backend::sync_triggers`] creates are all
+    /// in place as it would create them, so an install may leave them alone (MariaDB, where
+    /// replacing a routine waits for every transaction that called it). `None`: always
+    /// create them.
+    fn sync_routines_in_place(&self, target: &SyncTarget) -> Option<Statement> {
+        let _ = target;
+        None
+    }
+
+    /// One row when trigger `name` exists on `deployment` (in the current schema), none
+    /// otherwise.
+    fn trigger_exists(&self, name: &str) -> Statement;
 
     /// The statements that remove what [`Backend::sync_triggers`] installed.
     fn remove_sync_triggers(&self, target: &SyncTarget) -> Vec<String>;
@@ -384,6 +397,16 @@ pub trait Backend: Send + Sync {
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention>;
 }
 
+/// Whether `sql` creates or drops a trigger (the scripts' other statements define routines
+/// and scratch tables), whatever comment lines come first.
+pub fn is_trigger_ddl(sql: &str) -> bool {
+    let code = sql
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"));
+    let mut words = code.flat_map(str::split_whitespace);
+    (words.by_ref().take(4)).any(|word| word.eq_ignore_ascii_case("TRIGGER"))
+}
+
 /// The implementation for `backend`.
 pub fn of(backend: DbBackend) -> &'static dyn Backend {
     match backend {
@@ -496,7 +519,25 @@ pub(crate) fn is_plain_type_name(declared: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_plain_type_name;
+    use super::{is_plain_type_name, is_trigger_ddl};
+
+    #[test]
+    fn trigger_statements_are_told_from_routines_whatever_comes_first() {
+        for trigger in [
+            "CREATE TRIGGER t AFTER INSERT ON d FOR EACH ROW SELECT 1",
+            "-- Why this trigger.\n-- More why.\nCREATE OR REPLACE TRIGGER t BEFORE INSERT ON d",
+            "DROP TRIGGER IF EXISTS t ON d",
+        ] {
+            assert!(is_trigger_ddl(trigger), "{trigger}");
+        }
+        for other in [
+            "CREATE OR REPLACE FUNCTION f() RETURNS trigger AS $$ SELECT 1 $$",
+            "-- Fires no trigger.\nCREATE TABLE IF NOT EXISTS scratch (n int)",
+            "CREATE OR REPLACE PROCEDURE p() BEGIN CREATE TRIGGER x; END",
+        ] {
+            assert!(!is_trigger_ddl(other), "{other}");
+        }
+    }
 
     #[test]
     fn declared_types_are_accepted_and_anything_else_refused() {

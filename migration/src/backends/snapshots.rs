@@ -84,7 +84,10 @@ fn generated_sql(backend: &dyn Backend, schema: &str, json: &str, id: &str) -> S
         "lock in order: deployment first, then the rest at once",
         statements(backend.lock_in_order(TableLock::access_exclusive("deployment"), &then)),
     );
-    section("capture triggers", backend.capture_triggers());
+    section(
+        "capture triggers, as a change to a table the application writes",
+        backend.live_trigger_ddl(&["deployment"], backend.capture_triggers()),
+    );
     section("capture every update", backend.capture_every_update());
     let target = SyncTarget {
         schema: schema.to_owned(),
@@ -103,6 +106,12 @@ fn generated_sql(backend: &dyn Backend, schema: &str, json: &str, id: &str) -> S
     section(
         "remove the sync triggers",
         backend.remove_sync_triggers(&target),
+    );
+    section(
+        "is the sync installed",
+        statements(vec![
+            backend.trigger_exists("deployment_job_agent_sync_from_legacy_update"),
+        ]),
     );
     section("sync guard", statements(backend.sync_guard()));
     section(

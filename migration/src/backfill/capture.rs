@@ -79,7 +79,8 @@ pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     // which replays only `ACCESS EXCLUSIVE`).
     lock_in_order(conn, TableLock::share_row_exclusive(DEPLOYMENT), &[]).await?;
     create_pending_table(conn).await?;
-    for sql in backends::of(conn.get_database_backend()).capture_triggers() {
+    let backend = backends::of(conn.get_database_backend());
+    for sql in backend.live_trigger_ddl(&[DEPLOYMENT], backend.capture_triggers()) {
         conn.execute_unprepared(&sql).await?;
         crate::crash_point!("capture: trigger step");
     }
@@ -103,7 +104,8 @@ async fn create_pending_table<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr>
 /// Widens the capture to every update, reading no legacy column (see
 /// `Backend::capture_every_update`), on a connection that already runs a locked step.
 pub async fn capture_every_update_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    for sql in backends::of(conn.get_database_backend()).capture_every_update() {
+    let backend = backends::of(conn.get_database_backend());
+    for sql in backend.live_trigger_ddl(&[DEPLOYMENT], backend.capture_every_update()) {
         conn.execute_unprepared(&sql).await?;
     }
     Ok(())

@@ -28,6 +28,7 @@ use sea_orm_migration::sea_orm::{
     TransactionTrait,
 };
 
+use crate::backends;
 use crate::locks::with_lock_retries;
 use crate::replicas::Throttle;
 use crate::settings::Settings;
@@ -126,6 +127,11 @@ where
         progress::Progress::start(crate::table_rows::count(conn, Deployment::Table).await?);
     let mut summary = BackfillSummary::default();
     let mut cursor = None;
+    // A page's rows stay locked until its links are written where the backend needs it for
+    // its foreign keys, and wherever an earlier run left the sync on: a legacy write then
+    // either commits first (and the page reads it) or waits and replaces the page's links.
+    let locked = backends::of(conn.get_database_backend()).locks_page_rows()
+        || crate::expand::installed(conn).await?;
     let mut throttle = Throttle::start(conn).await?;
     loop {
         throttle.wait_for_replicas(conn, "backfill").await?;
@@ -143,7 +149,7 @@ where
                 let page = Page {
                     after: after.as_ref(),
                     limit: batch_size,
-                    locked: true,
+                    locked,
                 };
                 let batch = source::read_page(txn, page, BATCH_BYTES).await?;
                 let written = apply(txn, &batch, &agents, earlier).await?;

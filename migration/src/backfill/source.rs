@@ -57,8 +57,8 @@ impl LegacyRow {
 pub struct Page<'a> {
     pub after: Option<&'a StoredId>,
     pub limit: u64,
-    /// Keep the rows locked against updates and deletes until the transaction ends, where
-    /// the backend needs it (`Backend::locks_page_rows`).
+    /// Keep the rows locked against updates and deletes until the transaction ends (where
+    /// the backend has row locks; SQLite's write transaction keeps other writers out).
     pub locked: bool,
 }
 
@@ -77,7 +77,7 @@ pub async fn read_page<C: ConnectionTrait + StreamTrait>(
     if let Some(after) = page.after {
         query.and_where(Expr::col((Deployment::Table, Deployment::Id)).gt(after.to_value()));
     }
-    if page.locked && backends::of(backend).locks_page_rows() {
+    if page.locked && backends::of(backend).has_row_locks() {
         query.lock_shared();
     }
     let mut stream = pin!(conn.stream_raw(backend.build(&query)).await?);

@@ -2,6 +2,7 @@
 //! blockers are the other open transactions (the processlist has no lock graph without the
 //! `metadata_lock_info` plugin).
 
+mod live_triggers;
 pub mod retire;
 mod sync;
 
@@ -47,12 +48,16 @@ impl Backend for MySql {
         )]
     }
 
-    /// With the sync guard: a session variable too.
+    /// With the sync guard: a session variable too; and the table locks a trigger step takes
+    /// (`live_triggers`), should the step have failed while it held them.
     fn unbound_lock_waits(&self) -> Vec<Statement> {
-        let mut statements = vec![Statement::from_string(
-            DbBackend::MySql,
-            "SET SESSION lock_wait_timeout = DEFAULT, innodb_lock_wait_timeout = DEFAULT",
-        )];
+        let mut statements = vec![
+            Statement::from_string(DbBackend::MySql, "UNLOCK TABLES"),
+            Statement::from_string(
+                DbBackend::MySql,
+                "SET SESSION lock_wait_timeout = DEFAULT, innodb_lock_wait_timeout = DEFAULT",
+            ),
+        ];
         statements.extend(self.sync_unguard());
         statements
     }
@@ -206,12 +211,25 @@ impl Backend for MySql {
         ]
     }
 
-    fn has_expand_phase(&self) -> bool {
-        false
+    fn live_trigger_ddl(&self, tables: &[&'static str], ddl: Vec<String>) -> Vec<String> {
+        live_triggers::wrap(tables, ddl)
     }
 
     fn sync_triggers(&self, target: &SyncTarget) -> Vec<String> {
         sync::install(target)
+    }
+
+    fn sync_routines_in_place(&self, target: &SyncTarget) -> Option<Statement> {
+        Some(sync::routines_in_place(target))
+    }
+
+    fn trigger_exists(&self, name: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "SELECT 1 FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() \
+             AND EVENT_OBJECT_TABLE = 'deployment' AND TRIGGER_NAME = ?",
+            [name.into()],
+        )
     }
 
     fn remove_sync_triggers(&self, _target: &SyncTarget) -> Vec<String> {
@@ -221,7 +239,7 @@ impl Backend for MySql {
     /// A session variable, cleared at the end of the writes it guards, and in any case with
     /// the lock-wait settings before the connection goes back to the pool.
     fn sync_guard(&self) -> Vec<Statement> {
-        let sql = format!("SET {} = 1", sync::guard());
+        let sql = format!("SET {} = '{}'", sync::guard(), sync::HELD_BY_THE_MIGRATION);
         vec![Statement::from_string(DbBackend::MySql, sql)]
     }
 

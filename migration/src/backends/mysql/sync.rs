@@ -2,6 +2,8 @@
 //! names, the tables' declared types, and how each id column is read as the rules compare
 //! it.
 
+use sea_orm_migration::sea_orm::{DbBackend, Statement};
+
 use crate::backends::SyncTarget;
 use crate::backends::template::fill;
 use crate::tables::{
@@ -35,8 +37,20 @@ pub fn guard() -> String {
     format!("@{SYNC_GUARD}")
 }
 
+/// The guard's value while the migration writes both sides itself: it holds until cleared.
+pub const HELD_BY_THE_MIGRATION: &str = "migration";
+
+/// The guard's value a trigger sets: the start of the statement that fired it, so that it
+/// holds for that statement only (see `sync.sql`).
+const STATEMENT_START: &str = "CAST(NOW(6) AS CHAR)";
+
 /// The script's statements, in order.
 pub fn install(target: &SyncTarget) -> Vec<String> {
+    script(target).0
+}
+
+/// The script's statements, and its version.
+fn script(target: &SyncTarget) -> (Vec<String>, String) {
     let helper = |suffix: &str| format!("{RULE_HELPER_PREFIX}{suffix}");
     let (uuid, trim, id_key, hyphenated) = (
         helper("uuid"),
@@ -87,6 +101,11 @@ pub fn install(target: &SyncTarget) -> Vec<String> {
         ("deployment_id_type", target.deployment_id_type.clone()),
         ("job_agent_id_type", target.job_agent_id_type.clone()),
         ("unicode_space", UNICODE_SPACE.to_owned()),
+        (
+            "guard_held",
+            format!("({guard} <=> '{HELD_BY_THE_MIGRATION}' OR {guard} <=> {STATEMENT_START})"),
+        ),
+        ("guard_token", STATEMENT_START.to_owned()),
         ("guard", guard),
         ("agent_is_ref", agent_is_ref),
         ("agent_means_ref", agent_means_ref),
@@ -110,13 +129,43 @@ pub fn install(target: &SyncTarget) -> Vec<String> {
         ),
     ]);
     values.extend(HELPERS.iter().map(|(key, suffix)| (*key, helper(suffix))));
+    values.push(("version", VERSION_SLOT.to_owned()));
     let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    fill(SCRIPT, &values)
-        .split("\n$$\n")
+    let filled = fill(SCRIPT, &values);
+    let version = version_of(&filled);
+    let statements = (filled.replace(VERSION_SLOT, &version).split("\n$$\n"))
         .map(str::trim)
         .filter(|statement| !statement.is_empty())
         .map(str::to_owned)
-        .collect()
+        .collect();
+    (statements, version)
+}
+
+/// Where the version goes until the rest of the script is filled in.
+const VERSION_SLOT: &str = "<version>";
+
+/// This sync's version: a hash of its script once filled in (the version's slot left
+/// empty), FNV-1a, which does not change with the Rust release.
+fn version_of(filled: &str) -> String {
+    let hash = (filled.bytes()).fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("deployment_job_agent sync {hash:016x}")
+}
+
+/// One row, one number: 1 when every routine [`install`] creates is in place as it would
+/// create it (same version comment), so the install can leave them alone; else 0.
+pub fn routines_in_place(target: &SyncTarget) -> Statement {
+    let (statements, version) = script(target);
+    let routines = (statements.iter())
+        .filter(|sql| !crate::backends::is_trigger_ddl(sql))
+        .count() as u64;
+    Statement::from_sql_and_values(
+        DbBackend::MySql,
+        "SELECT CAST(COUNT(*) = ? AS SIGNED) FROM information_schema.ROUTINES \
+         WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_COMMENT = ?",
+        [routines.into(), version.into()],
+    )
 }
 
 /// Whether a column declared `declared` holds UUIDs as 16 bytes.

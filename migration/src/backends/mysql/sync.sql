@@ -5,6 +5,10 @@
 -- that read an id as the rules compare it (a BINARY(16) id is its bytes, a text id is
 -- whatever UUID spelling it holds).
 --
+-- Every routine carries the sync's version (a hash of this script once filled in) as its
+-- comment: an install that finds them all in place leaves them alone, since replacing a
+-- routine waits for every transaction that has called it.
+--
 -- This is the third spelling of `backfill/rules.rs`; `tests/tests/expand.rs` runs it and
 -- the Rust rules on generated databases and requires identical links and rejects.
 -- MariaDB's JSON functions print values their own way (`{"a": 1}`), so a config written
@@ -13,7 +17,7 @@
 -- A UUID in any spelling `uuid::Uuid::parse_str` reads (hyphenated, simple, braced, URN;
 -- any case) as 32 lower-case hex digits, NULL for anything else.
 CREATE OR REPLACE FUNCTION ${uuid_fn}(t LONGTEXT) RETURNS CHAR(32) CHARACTER SET ascii
-DETERMINISTIC NO SQL
+DETERMINISTIC NO SQL COMMENT '${version}'
 RETURN CASE WHEN CHAR_LENGTH(t) IN (32, 36, 38, 45) AND t REGEXP
     '^([0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|\\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\\}|[Uu][Rr][Nn]:[Uu][Uu][Ii][Dd]:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$'
   THEN LOWER(RIGHT(REPLACE(REPLACE(REPLACE(t, '{', ''), '}', ''), '-', ''), 32)) END
@@ -21,19 +25,19 @@ $$
 
 -- Text without the Unicode white space the rules trim (Rust's `str::trim`).
 CREATE OR REPLACE FUNCTION ${trim_fn}(t LONGTEXT) RETURNS LONGTEXT
-DETERMINISTIC NO SQL
+DETERMINISTIC NO SQL COMMENT '${version}'
 RETURN REGEXP_REPLACE(t, '^${unicode_space}+|${unicode_space}+$', '')
 $$
 
 -- What a text id means (`IdKey`): its UUID when it is one once trimmed, else its text.
 CREATE OR REPLACE FUNCTION ${id_key_fn}(t LONGTEXT) RETURNS LONGTEXT
-DETERMINISTIC NO SQL
+DETERMINISTIC NO SQL COMMENT '${version}'
 RETURN COALESCE(${uuid_fn}(${trim_fn}(t)), CONCAT('~', t))
 $$
 
 -- A 32-digit key spelled as a hyphenated UUID.
 CREATE OR REPLACE FUNCTION ${hyphenated_fn}(k LONGTEXT) RETURNS LONGTEXT
-DETERMINISTIC NO SQL
+DETERMINISTIC NO SQL COMMENT '${version}'
 RETURN CONCAT_WS('-', SUBSTR(k, 1, 8), SUBSTR(k, 9, 4), SUBSTR(k, 13, 4), SUBSTR(k, 17, 4),
                  SUBSTR(k, 21, 12))
 $$
@@ -41,13 +45,13 @@ $$
 -- Whether JSON text holds a NUL character (`\u0000` not part of an escaped backslash):
 -- no backend stores such a value as JSON.
 CREATE OR REPLACE FUNCTION ${holds_nul_fn}(j LONGTEXT) RETURNS BOOLEAN
-DETERMINISTIC NO SQL
+DETERMINISTIC NO SQL COMMENT '${version}'
 RETURN LOCATE('\\u0000', REPLACE(j, '\\\\', '')) > 0
 $$
 
 -- Null, "", [] and {} carry nothing.
 CREATE OR REPLACE FUNCTION ${empty_fn}(j LONGTEXT) RETURNS BOOLEAN
-DETERMINISTIC NO SQL
+DETERMINISTIC NO SQL COMMENT '${version}'
 RETURN CASE JSON_TYPE(j)
     WHEN 'NULL' THEN TRUE
     WHEN 'STRING' THEN j = '""'
@@ -58,7 +62,7 @@ $$
 
 -- Stored text as JSON (trimmed as the rules trim it), NULL when it is not JSON.
 CREATE OR REPLACE FUNCTION ${json_fn}(t LONGTEXT) RETURNS LONGTEXT
-DETERMINISTIC NO SQL
+DETERMINISTIC NO SQL COMMENT '${version}'
 RETURN CASE WHEN JSON_VALID(${trim_fn}(t)) THEN ${trim_fn}(t) END
 $$
 
@@ -67,7 +71,7 @@ $$
 CREATE OR REPLACE PROCEDURE ${reject_fn}(
   p_deployment ${deployment_id_type}, p_column VARCHAR(32), p_index BIGINT,
   p_entry LONGTEXT, p_reason VARCHAR(32))
-MODIFIES SQL DATA
+MODIFIES SQL DATA COMMENT '${version}'
 BEGIN
   DECLARE stored LONGTEXT DEFAULT IF(${holds_nul_fn}(p_entry), JSON_QUOTE(p_entry), p_entry);
   IF NOT EXISTS (
@@ -87,7 +91,7 @@ $$
 CREATE OR REPLACE PROCEDURE ${check_fn}(
   agent_ref CHAR(32), config LONGTEXT, deployment_workspace LONGTEXT,
   OUT agent ${job_agent_id_type}, OUT link_config LONGTEXT, OUT reason VARCHAR(32))
-READS SQL DATA
+READS SQL DATA COMMENT '${version}'
 BEGIN
   DECLARE agent_workspace LONGTEXT;
   SET agent = NULL, link_config = NULL, reason = NULL;
@@ -125,7 +129,7 @@ $$
 CREATE OR REPLACE PROCEDURE ${from_legacy_fn}(
   deployment ${deployment_id_type}, deployment_workspace LONGTEXT,
   single_agent ${single_agent_type}, config_text LONGTEXT, agents_text LONGTEXT)
-MODIFIES SQL DATA
+MODIFIES SQL DATA COMMENT '${version}'
 BEGIN
   DECLARE agents LONGTEXT DEFAULT ${json_fn}(agents_text);
   DECLARE config LONGTEXT DEFAULT ${json_fn}(config_text);
@@ -238,7 +242,7 @@ $$
 -- every link an entry {"ref", "config"} in agent id order, job_agent_id NULL,
 -- job_agent_config {}.
 CREATE OR REPLACE PROCEDURE ${to_legacy_fn}(deployment ${deployment_id_type})
-MODIFIES SQL DATA
+MODIFIES SQL DATA COMMENT '${version}'
 BEGIN
   UPDATE ${deployment} d SET
     job_agents = (
@@ -265,13 +269,18 @@ BEGIN
 END
 $$
 
--- The sync guard is a session variable: set while one side is written from the other,
--- cleared afterwards, also when the write fails (the session goes on being used).
+-- The sync guard is a session variable, set while one side is written from the other and
+-- cleared afterwards. A trigger sets it to the start of the statement that fired it
+-- (`NOW(6)`: the same in every trigger and routine that statement runs, different for the
+-- next one), and it holds only for that statement: a deadlock ends a statement without
+-- running its exit handler, and the guard it left must not switch the sync off for the
+-- session's next writes. The migration's own writes set it to a value that holds until
+-- they clear it.
 CREATE OR REPLACE TRIGGER ${from_legacy_insert} AFTER INSERT ON ${deployment} FOR EACH ROW
 BEGIN
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN SET ${guard} = NULL; RESIGNAL; END;
-  IF ${guard} IS NULL THEN
-    SET ${guard} = 1;
+  IF NOT ${guard_held} THEN
+    SET ${guard} = ${guard_token};
     CALL ${from_legacy_fn}(NEW.id, ${new_workspace_key}, NEW.job_agent_id,
                            NEW.job_agent_config, NEW.job_agents);
     SET ${guard} = NULL;
@@ -282,12 +291,12 @@ $$
 CREATE OR REPLACE TRIGGER ${from_legacy_update} AFTER UPDATE ON ${deployment} FOR EACH ROW
 BEGIN
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN SET ${guard} = NULL; RESIGNAL; END;
-  IF ${guard} IS NULL AND NOT (BINARY OLD.id <=> BINARY NEW.id
+  IF NOT ${guard_held} AND NOT (BINARY OLD.id <=> BINARY NEW.id
       AND BINARY OLD.workspace_id <=> BINARY NEW.workspace_id
       AND BINARY OLD.job_agents <=> BINARY NEW.job_agents
       AND BINARY OLD.job_agent_id <=> BINARY NEW.job_agent_id
       AND BINARY OLD.job_agent_config <=> BINARY NEW.job_agent_config) THEN
-    SET ${guard} = 1;
+    SET ${guard} = ${guard_token};
     CALL ${from_legacy_fn}(NEW.id, ${new_workspace_key}, NEW.job_agent_id,
                            NEW.job_agent_config, NEW.job_agents);
     SET ${guard} = NULL;
@@ -298,8 +307,8 @@ $$
 CREATE OR REPLACE TRIGGER ${to_legacy_insert} AFTER INSERT ON ${join_table} FOR EACH ROW
 BEGIN
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN SET ${guard} = NULL; RESIGNAL; END;
-  IF ${guard} IS NULL THEN
-    SET ${guard} = 1;
+  IF NOT ${guard_held} THEN
+    SET ${guard} = ${guard_token};
     CALL ${to_legacy_fn}(NEW.deployment_id);
     SET ${guard} = NULL;
   END IF;
@@ -309,8 +318,8 @@ $$
 CREATE OR REPLACE TRIGGER ${to_legacy_update} AFTER UPDATE ON ${join_table} FOR EACH ROW
 BEGIN
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN SET ${guard} = NULL; RESIGNAL; END;
-  IF ${guard} IS NULL THEN
-    SET ${guard} = 1;
+  IF NOT ${guard_held} THEN
+    SET ${guard} = ${guard_token};
     CALL ${to_legacy_fn}(NEW.deployment_id);
     IF NOT (BINARY OLD.deployment_id <=> BINARY NEW.deployment_id) THEN
       CALL ${to_legacy_fn}(OLD.deployment_id);
@@ -323,8 +332,8 @@ $$
 CREATE OR REPLACE TRIGGER ${to_legacy_delete} AFTER DELETE ON ${join_table} FOR EACH ROW
 BEGIN
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN SET ${guard} = NULL; RESIGNAL; END;
-  IF ${guard} IS NULL THEN
-    SET ${guard} = 1;
+  IF NOT ${guard_held} THEN
+    SET ${guard} = ${guard_token};
     CALL ${to_legacy_fn}(OLD.deployment_id);
     SET ${guard} = NULL;
   END IF;

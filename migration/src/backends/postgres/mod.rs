@@ -222,6 +222,14 @@ impl Backend for Postgres {
         vec![sync::install(target)]
     }
 
+    fn trigger_exists(&self, name: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('deployment') AND tgname = $1",
+            [name.into()],
+        )
+    }
+
     fn remove_sync_triggers(&self, target: &SyncTarget) -> Vec<String> {
         sync::remove(&target.schema)
     }

@@ -117,6 +117,15 @@ impl Backend for Sqlite {
         sync::install()
     }
 
+    fn trigger_exists(&self, name: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'deployment' \
+             AND name = ?",
+            [name.into()],
+        )
+    }
+
     fn remove_sync_triggers(&self, _target: &SyncTarget) -> Vec<String> {
         sync::remove()
     }
