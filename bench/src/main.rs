@@ -28,6 +28,7 @@ use sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait,
 };
 use serde::Serialize;
+use tests::server::Server;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks the deployment job agent migration")]
@@ -390,91 +391,56 @@ impl Row {
     }
 }
 
-/// Where the benchmark's databases live.
+/// Where the benchmark's databases live: `bench_<name>` on the server, or in `--out`.
 struct Bench {
     backend: Backend,
-    server: String,
-    dir: PathBuf,
+    server: Server,
 }
 
 impl Bench {
     fn new(cli: &Cli) -> Self {
-        let server = cli.server.clone().unwrap_or_else(|| match cli.backend {
-            Backend::Postgres => "postgres://postgres@127.0.0.1:5432".into(),
-            Backend::Mariadb => "mysql://root@127.0.0.1:3306".into(),
-            Backend::Sqlite => String::new(),
-        });
+        let (backend, default) = match cli.backend {
+            Backend::Postgres => (
+                tests::Backend::Postgres,
+                "postgres://postgres@127.0.0.1:5432",
+            ),
+            Backend::Mariadb => (tests::Backend::MariaDb, "mysql://root@127.0.0.1:3306"),
+            Backend::Sqlite => (tests::Backend::Sqlite, ""),
+        };
+        let location = match cli.backend {
+            Backend::Sqlite => cli.out.display().to_string(),
+            _ => cli.server.clone().unwrap_or_else(|| default.to_owned()),
+        };
         Bench {
             backend: cli.backend,
-            server,
-            dir: cli.out.clone(),
+            server: Server::new(backend, &location),
         }
     }
 
     fn url(&self, name: &str) -> String {
-        match self.backend {
-            Backend::Sqlite => format!(
-                "sqlite://{}/bench_{name}.sqlite?mode=rwc",
-                self.dir.display()
-            ),
-            _ => format!("{}/bench_{name}", self.server),
-        }
+        self.server.url(&format!("bench_{name}"))
     }
 
     async fn connect(&self, name: &str) -> Result<DatabaseConnection, DbErr> {
         Database::connect(self.url(name)).await
     }
 
-    async fn admin(&self) -> Result<DatabaseConnection, DbErr> {
-        match self.backend {
-            Backend::Postgres => Database::connect(format!("{}/postgres", self.server)).await,
-            _ => Database::connect(&self.server).await,
-        }
-    }
-
     /// An empty database called `name`.
     async fn fresh(&self, name: &str) -> Result<DatabaseConnection, DbErr> {
-        match self.backend {
-            Backend::Sqlite => self.remove(name).await?,
-            _ => self.recreate(name, None).await?,
-        }
+        self.recreate(name, None).await?;
         self.connect(name).await
     }
 
-    /// Drops database `bench_<name>` on the server and creates it again, empty or (on
-    /// PostgreSQL) as a copy of `template`.
+    /// Drops database `bench_<name>` and creates it again, empty or (on PostgreSQL) as a
+    /// copy of `template`.
     async fn recreate(&self, name: &str, template: Option<&str>) -> Result<(), DbErr> {
-        self.remove(name).await?;
-        let create = match (self.backend, template) {
-            (Backend::Postgres, Some(template)) => {
-                // FILE_COPY: a copy made from WAL records loses its visibility map on a
-                // standby (index-only scans there would read the heap).
-                format!("CREATE DATABASE bench_{name} TEMPLATE {template} STRATEGY FILE_COPY")
-            }
-            _ => format!("CREATE DATABASE bench_{name}"),
-        };
-        self.admin()
-            .await?
-            .execute_unprepared(&create)
-            .await
-            .map(|_| ())
+        let name = format!("bench_{name}");
+        self.server.recreate(&name, template).await
     }
 
     /// Drops database `bench_<name>`, or removes its file.
     async fn remove(&self, name: &str) -> Result<(), DbErr> {
-        let drop = match self.backend {
-            Backend::Sqlite => {
-                let _ = std::fs::remove_file(self.dir.join(format!("bench_{name}.sqlite")));
-                return Ok(());
-            }
-            Backend::Postgres => format!("DROP DATABASE IF EXISTS bench_{name} WITH (FORCE)"),
-            Backend::Mariadb => format!("DROP DATABASE IF EXISTS bench_{name}"),
-        };
-        self.admin()
-            .await?
-            .execute_unprepared(&drop)
-            .await
-            .map(|_| ())
+        self.server.remove(&format!("bench_{name}")).await
     }
 
     /// A copy of the generated source data, as database `name`.
@@ -482,9 +448,9 @@ impl Bench {
         match self.backend {
             Backend::Postgres => self.recreate(name, Some("bench_src")).await?,
             Backend::Sqlite => {
-                let from = self.dir.join("bench_src.sqlite");
-                std::fs::copy(from, self.dir.join(format!("bench_{name}.sqlite")))
-                    .map_err(|e| DbErr::Custom(e.to_string()))?;
+                self.remove(name).await?;
+                let file = |name: &str| self.server.file(&format!("bench_{name}"));
+                std::fs::copy(file("src"), file(name)).map_err(|e| DbErr::Custom(e.to_string()))?;
             }
             Backend::Mariadb => data::copy_on_server(&self.fresh(name).await?, "bench_src").await?,
         }

@@ -2,7 +2,7 @@
 //!
 //! Nothing written to the legacy columns is lost: PostgreSQL locks `deployment` for the
 //! step's short transaction while it catches up the last captured writes and drops the
-//! columns; SQLite does it in one write transaction while it rebuilds the table
+//! columns (`backends::postgres::drop`); SQLite does it in one write transaction while it rebuilds the table
 //! (`backends::sqlite::rebuild`); MariaDB, whose DDL commits as it goes and whose table locks
 //! are node-local on a Galera cluster, first renames the columns (no session can write them
 //! from then on), catches up in batches beside the application, then drops them
@@ -14,13 +14,13 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend};
 
 use crate::backends::sqlite::rebuild as sqlite_rebuild;
-use crate::backends::{self, mysql::retire, sqlite};
-use crate::backfill::{capture, catch_up, drain_pending};
+use crate::backends::{self, mysql::retire, postgres, sqlite};
+use crate::backfill::{capture, drain_pending};
 use crate::expand;
 use crate::legacy_columns::{self, LegacyColumnDef};
 use crate::locks::{TableLock, lock_in_order, run_step, with_lock_retries};
 use crate::refill::{job_agents_from_links, job_agents_from_links_in};
-use crate::tables::{DEPLOYMENT, JOB_AGENT, JOIN_TABLE, LEGACY_COLUMNS, PENDING_TABLE};
+use crate::tables::{DEPLOYMENT, JOB_AGENT, LEGACY_COLUMNS, PENDING_TABLE};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -43,18 +43,12 @@ impl MigrationTrait for Migration {
             DbBackend::Sqlite => {
                 let first = async |txn: &_| {
                     legacy_columns::record(txn).await?;
-                    finish_backfill(&SchemaManager::new(txn)).await?;
+                    capture::finish_in(&SchemaManager::new(txn)).await?;
                     expand::end_in(txn).await
                 };
                 sqlite_rebuild::drop_columns(conn, DEPLOYMENT, &LEGACY_COLUMNS, first).await
             }
-            DbBackend::Postgres => {
-                let what = "dropping the legacy columns (locks deployment: reads and writes wait)";
-                with_lock_retries(conn, what, Default::default(), |txn| {
-                    Box::pin(drop_under_postgres_lock(txn))
-                })
-                .await
-            }
+            DbBackend::Postgres => postgres::drop::drop_legacy_columns(conn).await,
             _ => retire::retire_and_drop(manager, capturing, legacy).await,
         }
     }
@@ -105,24 +99,6 @@ impl MigrationTrait for Migration {
     }
 }
 
-/// Takes `deployment` first, waiting at most the lock timeout while holding nothing, then
-/// everything else the step touches at once or not at all (`NOWAIT`): the step never waits
-/// while holding a lock, so no session can deadlock with it.
-async fn drop_under_postgres_lock(txn: &DatabaseTransaction) -> Result<(), DbErr> {
-    let then = [
-        TableLock::exclusive(JOIN_TABLE),
-        TableLock::access_exclusive(JOB_AGENT),
-    ];
-    lock_in_order(txn, TableLock::access_exclusive(DEPLOYMENT), &then).await?;
-    crate::crash_point!("drop: deployment locked");
-    legacy_columns::record(txn).await?;
-    let manager = SchemaManager::new(txn);
-    finish_backfill(&manager).await?;
-    expand::end_in(txn).await?;
-    crate::crash_point!("drop: caught up");
-    drop_legacy_columns(&manager).await
-}
-
 /// Adds back, nullable and unconstrained, each legacy column that is missing.
 async fn add_columns_back(
     txn: &DatabaseTransaction,
@@ -155,19 +131,4 @@ where
         }
     }
     Ok(())
-}
-
-/// Applies the writes captured since the backfill, then stops capturing. Without the
-/// pending table there is nothing to do: capture creates it before its triggers and drops
-/// it after them.
-async fn finish_backfill(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    if !manager.has_table(PENDING_TABLE).await? {
-        return Ok(());
-    }
-    catch_up(manager.get_connection()).await?;
-    capture::remove_in(manager.get_connection()).await
-}
-
-async fn drop_legacy_columns(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    legacy_columns::drop_present(manager, &LEGACY_COLUMNS).await
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
+use crate::server::Server;
 use crate::{Backend, TestDb, database_name};
 
 const DEFAULT_NODES: &str =
@@ -25,9 +26,10 @@ impl GaleraDb {
     pub async fn create(test: &str) -> GaleraDb {
         let name = database_name(test);
         let servers = node_servers();
-        let admin = crate::connect(&servers[0]).await;
-        crate::exec(&admin, &format!("DROP DATABASE IF EXISTS `{name}`")).await;
-        crate::exec(&admin, &format!("CREATE DATABASE `{name}`")).await;
+        let first = Server::new(Backend::MariaDb, &servers[0]);
+        if let Err(error) = first.recreate(&name, None).await {
+            panic!("cannot make {name} on the first Galera node: {error}");
+        }
         let mut nodes = vec![];
         for server in servers {
             // The other nodes apply the `CREATE DATABASE` a moment later: a synced read

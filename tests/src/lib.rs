@@ -12,12 +12,13 @@ pub mod generated;
 pub mod legacy;
 pub mod read;
 pub mod schema;
+pub mod server;
 #[cfg(feature = "runtime-tokio")]
 pub mod standby;
 
-use std::path::PathBuf;
-
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
+
+use server::Server;
 
 /// The three backends every case runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,37 +39,11 @@ impl TestDb {
     /// Drops any database left by an earlier run of this test and creates it anew.
     pub async fn create(backend: Backend, test: &str) -> TestDb {
         let name = database_name(test);
-        assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "test database names are plain identifiers: {name}"
-        );
-        let url = match backend {
-            Backend::Postgres => {
-                let server = server_url("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432");
-                let admin = connect(&format!("{server}/postgres")).await;
-                exec(
-                    &admin,
-                    &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-                )
-                .await;
-                exec(&admin, &format!("CREATE DATABASE \"{name}\"")).await;
-                format!("{server}/{name}")
-            }
-            Backend::MariaDb => {
-                let server = server_url("TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306");
-                let admin = connect(&server).await;
-                exec(&admin, &format!("DROP DATABASE IF EXISTS `{name}`")).await;
-                exec(&admin, &format!("CREATE DATABASE `{name}`")).await;
-                format!("{server}/{name}")
-            }
-            Backend::Sqlite => {
-                let path = sqlite_dir().join(format!("{name}.sqlite"));
-                for suffix in ["", "-wal", "-shm", "-journal"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-                format!("sqlite://{}?mode=rwc", path.display())
-            }
-        };
+        let server = Server::for_tests(backend);
+        let url = server.url(&name);
+        if let Err(error) = server.recreate(&name, None).await {
+            panic!("cannot make the test database {name} on {backend:?} at {url}: {error}");
+        }
         let conn = connect(&url).await;
         TestDb { backend, url, conn }
     }
@@ -143,12 +118,6 @@ pub(crate) fn database_name(test: &str) -> String {
 
 pub(crate) fn server_url(variable: &str, default: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| default.to_owned())
-}
-
-fn sqlite_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-sqlite");
-    std::fs::create_dir_all(&dir).expect("create the SQLite test directory");
-    dir
 }
 
 pub(crate) async fn connect(url: &str) -> DatabaseConnection {

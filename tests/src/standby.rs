@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
+use crate::server::Server;
 use crate::{Backend, TestDb, database_name};
 
 /// One test's database on the primary, and the standby's server URL.
@@ -26,15 +27,11 @@ impl StandbyDb {
     /// primary (the standby replays it).
     pub async fn create(test: &str) -> StandbyDb {
         let name = database_name(test);
-        let server = primary_server();
-        let admin = crate::connect(&format!("{server}/postgres")).await;
-        crate::exec(
-            &admin,
-            &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-        )
-        .await;
-        crate::exec(&admin, &format!("CREATE DATABASE \"{name}\"")).await;
-        let url = format!("{server}/{name}");
+        let server = Server::new(Backend::Postgres, &primary_server());
+        let url = server.url(&name);
+        if let Err(error) = server.recreate(&name, None).await {
+            panic!("cannot make {name} on the primary at {url}: {error}");
+        }
         let conn = crate::connect(&url).await;
         StandbyDb {
             primary: TestDb {

@@ -6,7 +6,7 @@
 //! Every statement here is fixed text with bound values.
 
 pub mod mysql;
-mod postgres;
+pub mod postgres;
 #[cfg(test)]
 mod snapshots;
 pub mod sqlite;

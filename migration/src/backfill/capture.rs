@@ -142,6 +142,17 @@ pub async fn forget_everything_in(manager: &SchemaManager<'_>) -> Result<(), DbE
     manager.get_connection().execute(&delete).await.map(|_| ())
 }
 
+/// Applies the writes captured since the backfill, then stops capturing, on a connection
+/// that already keeps writers out (the drop step). Without the pending table there is
+/// nothing to do: [`install`] creates it before its triggers, [`remove`] drops it after.
+pub async fn finish_in(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    if !manager.has_table(PENDING_TABLE).await? {
+        return Ok(());
+    }
+    super::catch_up(manager.get_connection()).await?;
+    remove_in(manager.get_connection()).await
+}
+
 /// [`remove`] on a connection that already runs a locked step.
 pub async fn remove_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     stop_in(conn).await?;

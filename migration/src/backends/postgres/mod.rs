@@ -1,6 +1,7 @@
 //! PostgreSQL: `lock_timeout` per transaction, SQLSTATEs, `pg_blocking_pids`; the expand
-//! phase's triggers in `sync.sql`.
+//! phase's triggers in `sync.sql`; the drop step's locked transaction in `drop.rs`.
 
+pub mod drop;
 mod sync;
 
 use std::time::Duration;
