@@ -152,10 +152,13 @@ async fn expand_phase_of<'a>(
     legacy.agent(A1, Some(W)).await;
     legacy.agent(A2, a2_workspace).await;
     legacy.deployment(D, Some(W), None, "{}", job_agents).await;
+    let installed = async || migration::expand::installed(&db.conn).await.unwrap();
+    assert!(!installed().await, "the sync before the backfill");
     // The baseline is applied: two more, the join table and the backfill.
     Migrator::up(&db.conn, Some(2))
         .await
         .expect("up to the expand phase");
+    assert!(installed().await, "no sync after the backfill");
     legacy
 }
 

@@ -110,7 +110,7 @@ fn generated_sql(backend: &dyn Backend, schema: &str, json: &str, id: &str) -> S
     section(
         "is the sync installed",
         statements(vec![
-            backend.trigger_exists("deployment_job_agent_sync_from_legacy_update"),
+            backend.trigger_exists(crate::tables::SYNC_FROM_LEGACY_UPDATE_TRIGGER),
         ]),
     );
     section("sync guard", statements(backend.sync_guard()));

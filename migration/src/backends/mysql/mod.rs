@@ -14,7 +14,7 @@ use super::{Backend, ConstraintStep, Contention, SyncTarget, TableLock, foreign_
 use crate::backfill::ids::StoredId;
 use crate::legacy_columns::LegacyColumnDef;
 use crate::tables::{
-    CAPTURE_INSERT_TRIGGER, CAPTURE_UPDATE_TRIGGER, LEGACY_COLUMNS, PENDING_TABLE,
+    CAPTURE_INSERT_TRIGGER, CAPTURE_UPDATE_TRIGGER, DEPLOYMENT, LEGACY_COLUMNS, PENDING_TABLE,
 };
 
 pub struct MySql;
@@ -227,8 +227,8 @@ impl Backend for MySql {
         Statement::from_sql_and_values(
             DbBackend::MySql,
             "SELECT 1 FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() \
-             AND EVENT_OBJECT_TABLE = 'deployment' AND TRIGGER_NAME = ?",
-            [name.into()],
+             AND EVENT_OBJECT_TABLE = ? AND TRIGGER_NAME = ?",
+            [DEPLOYMENT.into(), name.into()],
         )
     }
 

@@ -226,8 +226,8 @@ impl Backend for Postgres {
     fn trigger_exists(&self, name: &str) -> Statement {
         Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('deployment') AND tgname = $1",
-            [name.into()],
+            "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2",
+            [DEPLOYMENT.into(), name.into()],
         )
     }
 

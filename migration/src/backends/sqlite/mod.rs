@@ -13,8 +13,8 @@ use super::{Backend, ConstraintStep, Contention, SyncTarget, TableLock};
 use crate::backfill::ids::StoredId;
 use crate::legacy_columns::LegacyColumnDef;
 use crate::tables::{
-    CAPTURE_INSERT_TRIGGER, CAPTURE_UPDATE_TRIGGER, JOB_AGENT_ID_INDEX, JOIN_TABLE, LEGACY_COLUMNS,
-    PENDING_TABLE,
+    CAPTURE_INSERT_TRIGGER, CAPTURE_UPDATE_TRIGGER, DEPLOYMENT, JOB_AGENT_ID_INDEX, JOIN_TABLE,
+    LEGACY_COLUMNS, PENDING_TABLE,
 };
 
 pub struct Sqlite;
@@ -120,9 +120,8 @@ impl Backend for Sqlite {
     fn trigger_exists(&self, name: &str) -> Statement {
         Statement::from_sql_and_values(
             DbBackend::Sqlite,
-            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'deployment' \
-             AND name = ?",
-            [name.into()],
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? AND name = ?",
+            [DEPLOYMENT.into(), name.into()],
         )
     }
 
