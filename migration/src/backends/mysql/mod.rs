@@ -110,9 +110,12 @@ impl Backend for MySql {
                AND k.COLUMN_NAME = c.COLUMN_NAME AND k.REFERENCED_TABLE_NAME IS NOT NULL \
              LEFT JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
                ON r.CONSTRAINT_SCHEMA = k.TABLE_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
-             WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = 'deployment' \
+             WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ? \
                AND c.COLUMN_NAME IN (?, ?, ?)",
-            LEGACY_COLUMNS.map(Into::into),
+            [DEPLOYMENT]
+                .into_iter()
+                .chain(LEGACY_COLUMNS)
+                .map(Into::into),
         )
     }
 
@@ -125,7 +128,7 @@ impl Backend for MySql {
     fn add_legacy_column(&self, column: &LegacyColumnDef) -> Vec<String> {
         let name = quote(&column.name);
         let mut sql = format!(
-            "ALTER TABLE deployment ADD COLUMN IF NOT EXISTS {name} {}",
+            "ALTER TABLE {DEPLOYMENT} ADD COLUMN IF NOT EXISTS {name} {}",
             column.declared_type
         );
         if let Some(check) = &column.check {
@@ -156,7 +159,7 @@ impl Backend for MySql {
             return vec![];
         }
         let mut sql = format!(
-            "ALTER TABLE deployment MODIFY COLUMN {} {}",
+            "ALTER TABLE {DEPLOYMENT} MODIFY COLUMN {} {}",
             quote(&column.name),
             column.declared_type
         );
@@ -177,12 +180,12 @@ impl Backend for MySql {
         vec![
             format!(
                 "CREATE TRIGGER IF NOT EXISTS {CAPTURE_INSERT_TRIGGER} \
-                 AFTER INSERT ON deployment FOR EACH ROW \
+                 AFTER INSERT ON {DEPLOYMENT} FOR EACH ROW \
                  INSERT IGNORE INTO {pending} (deployment_id) VALUES (NEW.id)"
             ),
             format!(
                 "CREATE TRIGGER IF NOT EXISTS {CAPTURE_UPDATE_TRIGGER} \
-                 AFTER UPDATE ON deployment FOR EACH ROW \
+                 AFTER UPDATE ON {DEPLOYMENT} FOR EACH ROW \
                  IF NOT (CAST(OLD.id AS BINARY) <=> CAST(NEW.id AS BINARY) \
                    AND CAST(OLD.workspace_id AS BINARY) <=> CAST(NEW.workspace_id AS BINARY) \
                    AND CAST(OLD.job_agents AS BINARY) <=> CAST(NEW.job_agents AS BINARY) \
@@ -199,7 +202,7 @@ impl Backend for MySql {
         let pending = PENDING_TABLE;
         vec![format!(
             "CREATE OR REPLACE TRIGGER {CAPTURE_UPDATE_TRIGGER} \
-           AFTER UPDATE ON deployment FOR EACH ROW \
+           AFTER UPDATE ON {DEPLOYMENT} FOR EACH ROW \
            INSERT IGNORE INTO {pending} (deployment_id) VALUES (NEW.id)"
         )]
     }
@@ -249,7 +252,7 @@ impl Backend for MySql {
     }
 
     fn missing_privileges(&self) -> Statement {
-        Statement::from_string(
+        Statement::from_sql_and_values(
             DbBackend::MySql,
             "SELECT CONCAT(needed.p, ' on database ', DATABASE()) FROM ( \
                SELECT 'SELECT' AS p UNION ALL SELECT 'INSERT' UNION ALL SELECT 'UPDATE' \
@@ -267,8 +270,9 @@ impl Backend for MySql {
                    AND d.PRIVILEGE_TYPE = needed.p) \
                AND NOT EXISTS (SELECT 1 FROM information_schema.TABLE_PRIVILEGES t \
                  WHERE t.GRANTEE IN (me.grantee, me.role) AND t.TABLE_SCHEMA = DATABASE() \
-                   AND t.TABLE_NAME = 'deployment' AND t.PRIVILEGE_TYPE = needed.p) \
+                   AND t.TABLE_NAME = ? AND t.PRIVILEGE_TYPE = needed.p) \
              ORDER BY 1",
+            [DEPLOYMENT.into()],
         )
     }
 

@@ -125,13 +125,13 @@ async fn drop_retired(txn: &DatabaseTransaction) -> Result<(), DbErr> {
 async fn drop_foreign_keys(manager: &SchemaManager<'_>, column: &str) -> Result<(), DbErr> {
     let conn = manager.get_connection();
     let sql = "SELECT CONSTRAINT_NAME FROM information_schema.KEY_COLUMN_USAGE \
-               WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'deployment' \
+               WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
                AND COLUMN_NAME = ? AND REFERENCED_TABLE_NAME IS NOT NULL";
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::MySql,
             sql,
-            [column.into()],
+            [DEPLOYMENT.into(), column.into()],
         ))
         .await?;
     for row in rows {

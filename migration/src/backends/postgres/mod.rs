@@ -14,7 +14,8 @@ use super::{Backend, ConstraintStep, Contention, SyncTarget, TableLock, foreign_
 use crate::backfill::ids::StoredId;
 use crate::legacy_columns::LegacyColumnDef;
 use crate::tables::{
-    CAPTURE_FUNCTION, CAPTURE_UPDATE_TRIGGER, DEPLOYMENT, JOIN_TABLE, LEGACY_COLUMNS, PENDING_TABLE,
+    CAPTURE_FUNCTION, CAPTURE_UPDATE_TRIGGER, DEPLOYMENT, JOB_AGENT, JOIN_TABLE, LEGACY_COLUMNS,
+    PENDING_TABLE,
 };
 
 pub struct Postgres;
@@ -86,9 +87,12 @@ impl Backend for Postgres {
                AND c.conkey = ARRAY[a.attnum] \
              LEFT JOIN pg_attribute pa ON pa.attrelid = c.confrelid \
                AND pa.attnum = c.confkey[1] \
-             WHERE a.attrelid = to_regclass('deployment') AND a.attnum > 0 \
-               AND NOT a.attisdropped AND a.attname IN ($1, $2, $3)",
-            LEGACY_COLUMNS.map(Into::into),
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 \
+               AND NOT a.attisdropped AND a.attname IN ($2, $3, $4)",
+            [DEPLOYMENT]
+                .into_iter()
+                .chain(LEGACY_COLUMNS)
+                .map(Into::into),
         )
     }
 
@@ -101,12 +105,12 @@ impl Backend for Postgres {
     fn add_legacy_column(&self, column: &LegacyColumnDef) -> Vec<String> {
         let name = quote(&column.name);
         let mut statements = vec![format!(
-            "ALTER TABLE deployment ADD COLUMN IF NOT EXISTS {name} {}",
+            "ALTER TABLE {DEPLOYMENT} ADD COLUMN IF NOT EXISTS {name} {}",
             column.declared_type
         )];
         if let Some(key) = &column.foreign_key {
             statements.push(format!(
-                "ALTER TABLE deployment ADD CONSTRAINT {} FOREIGN KEY ({name}) \
+                "ALTER TABLE {DEPLOYMENT} ADD CONSTRAINT {} FOREIGN KEY ({name}) \
                  REFERENCES {} ({}) ON DELETE {} NOT VALID",
                 quote(&foreign_key_name(column)),
                 key.table,
@@ -134,29 +138,29 @@ impl Backend for Postgres {
         let mut steps = vec![];
         if let Some(default) = &column.default {
             steps.push(exclusive(vec![format!(
-                "ALTER TABLE deployment ALTER COLUMN {name} SET DEFAULT {default}"
+                "ALTER TABLE {DEPLOYMENT} ALTER COLUMN {name} SET DEFAULT {default}"
             )]));
         }
         if column.not_null {
             let check = quote(&format!("{}_restored_not_null", column.name));
             steps.push(exclusive(vec![
-                format!("ALTER TABLE deployment DROP CONSTRAINT IF EXISTS {check}"),
+                format!("ALTER TABLE {DEPLOYMENT} DROP CONSTRAINT IF EXISTS {check}"),
                 format!(
-                    "ALTER TABLE deployment ADD CONSTRAINT {check} \
+                    "ALTER TABLE {DEPLOYMENT} ADD CONSTRAINT {check} \
                      CHECK ({name} IS NOT NULL) NOT VALID"
                 ),
             ]));
             steps.push(unlocked(vec![format!(
-                "ALTER TABLE deployment VALIDATE CONSTRAINT {check}"
+                "ALTER TABLE {DEPLOYMENT} VALIDATE CONSTRAINT {check}"
             )]));
             steps.push(exclusive(vec![
-                format!("ALTER TABLE deployment ALTER COLUMN {name} SET NOT NULL"),
-                format!("ALTER TABLE deployment DROP CONSTRAINT {check}"),
+                format!("ALTER TABLE {DEPLOYMENT} ALTER COLUMN {name} SET NOT NULL"),
+                format!("ALTER TABLE {DEPLOYMENT} DROP CONSTRAINT {check}"),
             ]));
         }
         if column.foreign_key.is_some() {
             steps.push(unlocked(vec![format!(
-                "ALTER TABLE deployment VALIDATE CONSTRAINT {}",
+                "ALTER TABLE {DEPLOYMENT} VALIDATE CONSTRAINT {}",
                 quote(&foreign_key_name(column))
             )]));
         }
@@ -180,15 +184,15 @@ impl Backend for Postgres {
                      RETURN NULL; \
                    END $fn$ $sql$, current_schema()); END $do$"
             ),
-            format!("DROP TRIGGER IF EXISTS {function} ON deployment"),
+            format!("DROP TRIGGER IF EXISTS {function} ON {DEPLOYMENT}"),
             format!(
                 "CREATE TRIGGER {function} AFTER INSERT \
-                 ON deployment FOR EACH ROW EXECUTE FUNCTION {function}()"
+                 ON {DEPLOYMENT} FOR EACH ROW EXECUTE FUNCTION {function}()"
             ),
-            format!("DROP TRIGGER IF EXISTS {update} ON deployment"),
+            format!("DROP TRIGGER IF EXISTS {update} ON {DEPLOYMENT}"),
             format!(
                 "CREATE TRIGGER {update} AFTER UPDATE \
-                 ON deployment FOR EACH ROW WHEN ( \
+                 ON {DEPLOYMENT} FOR EACH ROW WHEN ( \
                    (CAST(OLD.id AS text), CAST(OLD.workspace_id AS text), \
                     CAST(OLD.job_agents AS text), CAST(OLD.job_agent_id AS text), \
                     CAST(OLD.job_agent_config AS text)) \
@@ -213,8 +217,8 @@ impl Backend for Postgres {
 
     fn remove_capture_triggers(&self) -> Vec<String> {
         vec![
-            format!("DROP TRIGGER IF EXISTS {CAPTURE_FUNCTION} ON deployment"),
-            format!("DROP TRIGGER IF EXISTS {CAPTURE_UPDATE_TRIGGER} ON deployment"),
+            format!("DROP TRIGGER IF EXISTS {CAPTURE_FUNCTION} ON {DEPLOYMENT}"),
+            format!("DROP TRIGGER IF EXISTS {CAPTURE_UPDATE_TRIGGER} ON {DEPLOYMENT}"),
             format!("DROP FUNCTION IF EXISTS {CAPTURE_FUNCTION}()"),
         ]
     }
@@ -252,21 +256,22 @@ impl Backend for Postgres {
     }
 
     fn missing_privileges(&self) -> Statement {
-        Statement::from_string(
+        Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT needed FROM (VALUES \
-               ('owner of table deployment (its triggers and columns change)', \
+               ('owner of table ' || $1 || ' (its triggers and columns change)', \
                 pg_has_role((SELECT relowner FROM pg_class \
-                             WHERE oid = to_regclass('deployment')), 'USAGE')), \
+                             WHERE oid = to_regclass($1)), 'USAGE')), \
                ('CREATE on schema ' || current_schema(), \
                 has_schema_privilege(current_schema(), 'CREATE')), \
-               ('SELECT on table job_agent', \
-                has_table_privilege(to_regclass('job_agent'), 'SELECT')), \
-               ('REFERENCES on table job_agent (for the join table foreign key)', \
-                has_table_privilege(to_regclass('job_agent'), 'REFERENCES')), \
-               ('UPDATE on table job_agent (to lock it while its keys change)', \
-                has_table_privilege(to_regclass('job_agent'), 'UPDATE')) \
+               ('SELECT on table ' || $2, \
+                has_table_privilege(to_regclass($2), 'SELECT')), \
+               ('REFERENCES on table ' || $2 || ' (for the join table foreign key)', \
+                has_table_privilege(to_regclass($2), 'REFERENCES')), \
+               ('UPDATE on table ' || $2 || ' (to lock it while its keys change)', \
+                has_table_privilege(to_regclass($2), 'UPDATE')) \
              ) AS privilege(needed, granted) WHERE NOT granted",
+            [DEPLOYMENT.into(), JOB_AGENT.into()],
         )
     }
 

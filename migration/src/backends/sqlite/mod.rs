@@ -45,10 +45,13 @@ impl Backend for Sqlite {
             DbBackend::Sqlite,
             "SELECT c.name, c.type, c.\"notnull\", c.dflt_value, NULL, NULL, \
                k.\"table\", k.\"to\", k.on_delete \
-             FROM pragma_table_info('deployment') c \
-             LEFT JOIN pragma_foreign_key_list('deployment') k ON k.\"from\" = c.name \
+             FROM pragma_table_info(?) c \
+             LEFT JOIN pragma_foreign_key_list(?) k ON k.\"from\" = c.name \
              WHERE c.name IN (?, ?, ?)",
-            LEGACY_COLUMNS.map(Into::into),
+            [DEPLOYMENT, DEPLOYMENT]
+                .into_iter()
+                .chain(LEGACY_COLUMNS)
+                .map(Into::into),
         )
     }
 
@@ -59,7 +62,7 @@ impl Backend for Sqlite {
     /// SQLite adds a foreign key only inline with its column.
     fn add_legacy_column(&self, column: &LegacyColumnDef) -> Vec<String> {
         let mut sql = format!(
-            "ALTER TABLE deployment ADD COLUMN {} {}",
+            "ALTER TABLE {DEPLOYMENT} ADD COLUMN {} {}",
             quote(&column.name),
             column.declared_type
         );
@@ -85,14 +88,14 @@ impl Backend for Sqlite {
         vec![
             format!(
                 "CREATE TRIGGER IF NOT EXISTS {CAPTURE_INSERT_TRIGGER} \
-                 AFTER INSERT ON deployment BEGIN \
+                 AFTER INSERT ON {DEPLOYMENT} BEGIN \
                    INSERT OR IGNORE INTO {pending} (deployment_id) \
                    VALUES (NEW.id); \
                  END"
             ),
             format!(
                 "CREATE TRIGGER IF NOT EXISTS {CAPTURE_UPDATE_TRIGGER} \
-                 AFTER UPDATE ON deployment \
+                 AFTER UPDATE ON {DEPLOYMENT} \
                  WHEN OLD.id IS NOT NEW.id COLLATE BINARY \
                    OR OLD.workspace_id IS NOT NEW.workspace_id COLLATE BINARY \
                    OR OLD.job_agents IS NOT NEW.job_agents COLLATE BINARY \
