@@ -10,7 +10,7 @@
 use migration::{Migrator, MigratorTrait};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, TransactionTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
 use serde_json::{Value as Json, json};
 use service::{AgentAssignment, Mutation, NewDeployment};
 use tests::generated::{self, World};
@@ -275,6 +275,9 @@ async fn a_legacy_write_that_loses_a_deadlock_leaves_the_sync_on(db: TestDb) {
     let mut options = ConnectOptions::new(db.url.clone());
     options.max_connections(1);
     let old_version = Database::connect(options).await.unwrap();
+    let id = Statement::from_string(DbBackend::MySql, "SELECT CAST(CONNECTION_ID() AS SIGNED)");
+    let row = old_version.query_one_raw(id).await.unwrap().unwrap();
+    let session: i64 = row.try_get_by_index(0).unwrap();
     let set_agents = |agent: Uuid| {
         let job_agents = json!([agent.to_string()]).to_string();
         legacy.legacy_write(d, None, "{}", &job_agents)
@@ -282,7 +285,8 @@ async fn a_legacy_write_that_loses_a_deadlock_leaves_the_sync_on(db: TestDb) {
 
     // Another session changes four deployments and locks D's links; the old version's
     // write of D then waits inside its trigger, and the other session's write of D closes
-    // the cycle. The old version's transaction is the lighter one: MariaDB rolls it back.
+    // the cycle (once the old version's write has waited a while: it can wait for nothing
+    // else). The old version's transaction is the lighter one: MariaDB rolls it back.
     let other = db.conn.begin().await.unwrap();
     let rename = "UPDATE deployment SET name = 'renamed' WHERE id = $1";
     for id in &others {
@@ -298,7 +302,7 @@ async fn a_legacy_write_that_loses_a_deadlock_leaves_the_sync_on(db: TestDb) {
         let (conn, write) = (old_version.clone(), set_agents(A2));
         tokio::spawn(async move { conn.execute_raw(write).await })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    wait_until_it_waits(&db, session).await;
     let touch = "UPDATE deployment SET name = 'touched' WHERE id = $1";
     other
         .execute_raw(db.statement(touch, vec![legacy.id(d)]))
@@ -320,6 +324,27 @@ async fn a_legacy_write_that_loses_a_deadlock_leaves_the_sync_on(db: TestDb) {
         vec![LinkRow::new(d, A2, json!({}))],
         "the old version's next write did not reach the links"
     );
+}
+
+/// Waits (at most a minute) until MariaDB session `id` has been running one statement for
+/// 300 ms: a statement that takes so long here is waiting for a lock.
+async fn wait_until_it_waits(db: &TestDb, id: i64) {
+    let started = std::time::Instant::now();
+    let sql = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+               WHERE ID = $1 AND COMMAND <> 'Sleep' AND TIME_MS >= 300";
+    loop {
+        let statement = db.statement(sql, vec![id.into()]);
+        let row = db.conn.query_one_raw(statement).await.unwrap();
+        let waiting: i64 = row.unwrap().try_get_by_index(0).unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the old version's write never waited for the other session's lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 mod postgres {

@@ -67,6 +67,7 @@ struct Running {
     task: tokio::task::JoinHandle<Report>,
 }
 
+/// How many writes a running version has committed, and whether it should stop.
 #[derive(Default)]
 struct Progress {
     writes: AtomicUsize,
@@ -451,7 +452,7 @@ async fn a_crash_while_a_version_writes_leaves_the_shapes_in_step(backend: Backe
         };
         let mut kill_points = 0;
         for k in 1.. {
-            let name = format!("rollout_crash_{}_{k}", kill_points_name(killed));
+            let name = format!("rollout_crash_{}_{k}", killed.command());
             let db = Arc::new(TestDb::create(backend, &name).await);
             seed(&db).await;
             if let Killed::ReenteringThePhase = killed {
@@ -486,10 +487,13 @@ async fn a_crash_while_a_version_writes_leaves_the_shapes_in_step(backend: Backe
     }
 }
 
-fn kill_points_name(killed: Killed) -> &'static str {
-    match killed {
-        Killed::EnteringThePhase => "up",
-        Killed::ReenteringThePhase => "down",
+impl Killed {
+    /// The command the child runs.
+    fn command(self) -> &'static str {
+        match self {
+            Killed::EnteringThePhase => "up",
+            Killed::ReenteringThePhase => "down",
+        }
     }
 }
 
