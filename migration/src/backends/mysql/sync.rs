@@ -144,8 +144,8 @@ fn script(target: &SyncTarget) -> (Vec<String>, String) {
 /// Where the version goes until the rest of the script is filled in.
 const VERSION_SLOT: &str = "<version>";
 
-/// This sync's version: a hash of its script once filled in (the version's slot left
-/// empty), FNV-1a, which does not change with the Rust release.
+/// This sync's version: a hash (FNV-1a, which does not change with the Rust release) of its
+/// script once filled in, the version's own slot still a placeholder.
 fn version_of(filled: &str) -> String {
     let hash = (filled.bytes()).fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
