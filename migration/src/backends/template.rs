@@ -2,6 +2,30 @@
 //! placeholders, filled in here with our names and the tables' declared types (never with
 //! data: values are always bound).
 
+use crate::tables::{
+    DEPLOYMENT, JOB_AGENT, JOIN_TABLE, REJECT_TABLE, SYNC_FROM_LEGACY_INSERT_TRIGGER,
+    SYNC_FROM_LEGACY_ROUTINE, SYNC_FROM_LEGACY_UPDATE_TRIGGER, SYNC_LEGACY_DEFAULTS_TRIGGER,
+    SYNC_TO_LEGACY_ROUTINE, SYNC_TO_LEGACY_TRIGGER, SYNC_TO_LEGACY_TRIGGERS,
+};
+
+/// Our tables' and the sync's names, by the placeholders every backend's sync script uses
+/// for them (a script uses those it needs).
+pub const SYNC_NAMES: [(&str, &str); 13] = [
+    ("deployment", DEPLOYMENT),
+    ("job_agent", JOB_AGENT),
+    ("join_table", JOIN_TABLE),
+    ("reject_table", REJECT_TABLE),
+    ("from_legacy_fn", SYNC_FROM_LEGACY_ROUTINE),
+    ("to_legacy_fn", SYNC_TO_LEGACY_ROUTINE),
+    ("from_legacy_insert", SYNC_FROM_LEGACY_INSERT_TRIGGER),
+    ("from_legacy_update", SYNC_FROM_LEGACY_UPDATE_TRIGGER),
+    ("to_legacy", SYNC_TO_LEGACY_TRIGGER),
+    ("to_legacy_insert", SYNC_TO_LEGACY_TRIGGERS[0]),
+    ("to_legacy_update", SYNC_TO_LEGACY_TRIGGERS[1]),
+    ("to_legacy_delete", SYNC_TO_LEGACY_TRIGGERS[2]),
+    ("legacy_defaults", SYNC_LEGACY_DEFAULTS_TRIGGER),
+];
+
 /// `template` with every `${key}` replaced by its value. Panics on a placeholder without a
 /// value: a template and its caller disagree, which the snapshot tests catch.
 pub fn fill(template: &str, values: &[(&str, &str)]) -> String {

@@ -5,11 +5,10 @@
 use sea_orm_migration::sea_orm::{DbBackend, Statement};
 
 use crate::backends::SyncTarget;
-use crate::backends::template::fill;
+use crate::backends::template::{SYNC_NAMES, fill};
 use crate::tables::{
-    DEPLOYMENT, JOB_AGENT, JOIN_TABLE, REJECT_TABLE, RULE_HELPER_PREFIX,
-    SYNC_FROM_LEGACY_INSERT_TRIGGER, SYNC_FROM_LEGACY_ROUTINE, SYNC_FROM_LEGACY_UPDATE_TRIGGER,
-    SYNC_GUARD, SYNC_LEGACY_DEFAULTS_TRIGGER, SYNC_TO_LEGACY_ROUTINE, SYNC_TO_LEGACY_TRIGGERS,
+    RULE_HELPER_PREFIX, SYNC_FROM_LEGACY_INSERT_TRIGGER, SYNC_FROM_LEGACY_UPDATE_TRIGGER,
+    SYNC_GUARD, SYNC_LEGACY_DEFAULTS_TRIGGER, SYNC_TO_LEGACY_TRIGGERS,
 };
 
 const SCRIPT: &str = include_str!("sync.sql");
@@ -82,22 +81,10 @@ fn script(target: &SyncTarget) -> (Vec<String>, String) {
         false => format!("{uuid}({trim}(single_agent))"),
     };
     let guard = guard();
-    let names = [
-        ("deployment", DEPLOYMENT),
-        ("job_agent", JOB_AGENT),
-        ("join_table", JOIN_TABLE),
-        ("reject_table", REJECT_TABLE),
-        ("from_legacy_fn", SYNC_FROM_LEGACY_ROUTINE),
-        ("to_legacy_fn", SYNC_TO_LEGACY_ROUTINE),
-        ("from_legacy_insert", SYNC_FROM_LEGACY_INSERT_TRIGGER),
-        ("from_legacy_update", SYNC_FROM_LEGACY_UPDATE_TRIGGER),
-        ("legacy_defaults", SYNC_LEGACY_DEFAULTS_TRIGGER),
-    ];
-    let mut values: Vec<(&str, String)> = names.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    let mut values: Vec<(&str, String)> = (SYNC_NAMES.iter())
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect();
     values.extend([
-        ("to_legacy_insert", SYNC_TO_LEGACY_TRIGGERS[0].to_owned()),
-        ("to_legacy_update", SYNC_TO_LEGACY_TRIGGERS[1].to_owned()),
-        ("to_legacy_delete", SYNC_TO_LEGACY_TRIGGERS[2].to_owned()),
         ("deployment_id_type", target.deployment_id_type.clone()),
         ("job_agent_id_type", target.job_agent_id_type.clone()),
         ("unicode_space", UNICODE_SPACE.to_owned()),

@@ -2,11 +2,11 @@
 //! and the tables' declared types.
 
 use crate::backends::SyncTarget;
-use crate::backends::template::fill;
+use crate::backends::template::{SYNC_NAMES, fill};
 use crate::tables::{
-    DEPLOYMENT, JOB_AGENT, JOIN_TABLE, REJECT_TABLE, RULE_HELPER_PREFIX,
-    SYNC_FROM_LEGACY_INSERT_TRIGGER, SYNC_FROM_LEGACY_ROUTINE, SYNC_FROM_LEGACY_UPDATE_TRIGGER,
-    SYNC_GUARD, SYNC_LEGACY_DEFAULTS_TRIGGER, SYNC_TO_LEGACY_ROUTINE, SYNC_TO_LEGACY_TRIGGER,
+    DEPLOYMENT, JOIN_TABLE, RULE_HELPER_PREFIX, SYNC_FROM_LEGACY_INSERT_TRIGGER,
+    SYNC_FROM_LEGACY_ROUTINE, SYNC_FROM_LEGACY_UPDATE_TRIGGER, SYNC_GUARD,
+    SYNC_LEGACY_DEFAULTS_TRIGGER, SYNC_TO_LEGACY_ROUTINE, SYNC_TO_LEGACY_TRIGGER,
 };
 
 const SCRIPT: &str = include_str!("sync.sql");
@@ -47,18 +47,9 @@ pub fn install(target: &SyncTarget) -> String {
             target.schema
         ),
     };
-    let mut values: Vec<(&str, &str)> = vec![
-        ("schema", &target.schema),
-        ("deployment", DEPLOYMENT),
-        ("job_agent", JOB_AGENT),
-        ("join_table", JOIN_TABLE),
-        ("reject_table", REJECT_TABLE),
-        ("from_legacy_fn", SYNC_FROM_LEGACY_ROUTINE),
-        ("to_legacy_fn", SYNC_TO_LEGACY_ROUTINE),
-        ("from_legacy_insert", SYNC_FROM_LEGACY_INSERT_TRIGGER),
-        ("from_legacy_update", SYNC_FROM_LEGACY_UPDATE_TRIGGER),
-        ("to_legacy", SYNC_TO_LEGACY_TRIGGER),
-        ("legacy_defaults", SYNC_LEGACY_DEFAULTS_TRIGGER),
+    let mut values: Vec<(&str, &str)> = SYNC_NAMES.to_vec();
+    values.extend([
+        ("schema", target.schema.as_str()),
         ("legacy_defaults_fn", SYNC_LEGACY_DEFAULTS_TRIGGER),
         ("deployment_id_type", &target.deployment_id_type),
         ("job_agent_id_type", &target.job_agent_id_type),
@@ -66,7 +57,7 @@ pub fn install(target: &SyncTarget) -> String {
         ("job_agent_config_type", &target.job_agent_config_type),
         ("unicode_space", UNICODE_SPACE),
         ("agent_matches", &agent_matches),
-    ];
+    ]);
     let guard = guard();
     values.push(("guard", &guard));
     values.extend(helpers.iter().map(|(k, v)| (k.as_str(), v.as_str())));

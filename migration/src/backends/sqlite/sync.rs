@@ -3,11 +3,10 @@
 //! references as the rules compare them. SQLite has no functions of its own, so those
 //! expressions are written out here, once each, and pasted where they are used.
 
-use crate::backends::template::fill;
+use crate::backends::template::{SYNC_NAMES, fill};
 use crate::tables::{
-    DEPLOYMENT, JOB_AGENT, JOIN_TABLE, REJECT_TABLE, RULE_HELPER_PREFIX,
-    SYNC_FROM_LEGACY_INSERT_TRIGGER, SYNC_FROM_LEGACY_UPDATE_TRIGGER, SYNC_GUARD,
-    SYNC_TO_LEGACY_TRIGGERS,
+    DEPLOYMENT, JOIN_TABLE, RULE_HELPER_PREFIX, SYNC_FROM_LEGACY_INSERT_TRIGGER,
+    SYNC_FROM_LEGACY_UPDATE_TRIGGER, SYNC_GUARD, SYNC_TO_LEGACY_TRIGGERS,
 };
 
 const SCRIPT: &str = include_str!("sync.sql");
@@ -107,9 +106,6 @@ pub fn install() -> Vec<String> {
         uuid_key(&single_text)
     );
     let rule_values = [
-        ("join_table", JOIN_TABLE.to_owned()),
-        ("reject_table", REJECT_TABLE.to_owned()),
-        ("job_agent", JOB_AGENT.to_owned()),
         ("scratch", scratch.clone()),
         ("agents", agents),
         ("config", config),
@@ -123,29 +119,15 @@ pub fn install() -> Vec<String> {
         ("config_holds_nul", holds_nul("config")),
         ("entry_holds_nul", holds_nul("entry")),
     ];
-    let rules = fill(RULES, &as_pairs(&rule_values));
-    let [insert, update, delete] = SYNC_TO_LEGACY_TRIGGERS.map(str::to_owned);
+    let rules = fill(RULES, &with_names(&rule_values));
     let values = [
         ("guard", guard().to_owned()),
         ("scratch", scratch),
-        ("deployment", DEPLOYMENT.to_owned()),
-        ("join_table", JOIN_TABLE.to_owned()),
-        (
-            "from_legacy_insert",
-            SYNC_FROM_LEGACY_INSERT_TRIGGER.to_owned(),
-        ),
-        (
-            "from_legacy_update",
-            SYNC_FROM_LEGACY_UPDATE_TRIGGER.to_owned(),
-        ),
-        ("to_legacy_insert", insert),
-        ("to_legacy_update", update),
-        ("to_legacy_delete", delete),
         ("apply_rules", rules),
         ("write_legacy_of_new", write_legacy_of("NEW.deployment_id")),
         ("write_legacy_of_old", write_legacy_of("OLD.deployment_id")),
     ];
-    fill(SCRIPT, &as_pairs(&values))
+    fill(SCRIPT, &with_names(&values))
         .split("\n$$\n")
         .map(str::trim)
         .filter(|statement| !statement.is_empty())
@@ -153,8 +135,10 @@ pub fn install() -> Vec<String> {
         .collect()
 }
 
-fn as_pairs<'a>(values: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
-    values.iter().map(|(k, v)| (*k, v.as_str())).collect()
+/// `values` after the names every sync script knows.
+fn with_names<'a>(values: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    let values = values.iter().map(|(k, v)| (*k, v.as_str()));
+    SYNC_NAMES.iter().copied().chain(values).collect()
 }
 
 /// Statements that remove what [`install`] created.
