@@ -1,7 +1,7 @@
 //! Legacy databases as the old application left them.
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{Statement, Value};
+use sea_orm::{ConnectionTrait, Statement, Value};
 use uuid::Uuid;
 
 use crate::{Backend, TestDb};
@@ -127,21 +127,16 @@ impl<'a> Legacy<'a> {
         job_agent_config: &str,
         job_agents: &str,
     ) {
-        let json = |n: u8| self.json_param(n);
-        let sql = format!(
-            "UPDATE deployment SET workspace_id = $1, job_agent_id = $2, \
-             job_agent_config = {}, job_agents = {} WHERE id = $5",
-            json(3),
-            json(4)
+        let update = self.update(
+            id,
+            Some(workspace),
+            job_agent_id,
+            job_agent_config,
+            job_agents,
         );
-        let values = vec![
-            self.opt_id(workspace),
-            self.opt_id(job_agent_id),
-            job_agent_config.into(),
-            job_agents.into(),
-            self.id(id),
-        ];
-        self.db.exec(&sql, values).await;
+        if let Err(error) = self.db.conn.execute_raw(update).await {
+            panic!("{:?}: updating deployment {id}\n{error}", self.db.backend);
+        }
     }
 
     /// The old application's write of deployment `id`'s three legacy columns (as stored
@@ -153,19 +148,42 @@ impl<'a> Legacy<'a> {
         job_agent_config: &str,
         job_agents: &str,
     ) -> Statement {
-        let json = |n: u8| self.json_param(n);
+        self.update(id, None, job_agent_id, job_agent_config, job_agents)
+    }
+
+    /// One `UPDATE` of deployment `id`'s legacy columns, and of its workspace when given.
+    fn update(
+        &self,
+        id: Uuid,
+        workspace: Option<Option<Uuid>>,
+        job_agent_id: Option<Uuid>,
+        job_agent_config: &str,
+        job_agents: &str,
+    ) -> Statement {
+        let mut sets = vec![];
+        let mut values = vec![];
+        let mut set = |column: &str, value: Value, json: bool| {
+            values.push(value);
+            let n = values.len() as u8;
+            let placeholder = if json {
+                self.json_param(n)
+            } else {
+                format!("${n}")
+            };
+            sets.push(format!("{column} = {placeholder}"));
+        };
+        if let Some(workspace) = workspace {
+            set("workspace_id", self.opt_id(workspace), false);
+        }
+        set("job_agent_id", self.opt_id(job_agent_id), false);
+        set("job_agent_config", job_agent_config.into(), true);
+        set("job_agents", job_agents.into(), true);
+        values.push(self.id(id));
         let sql = format!(
-            "UPDATE deployment SET job_agent_id = $1, job_agent_config = {}, job_agents = {} \
-             WHERE id = $4",
-            json(2),
-            json(3)
+            "UPDATE deployment SET {} WHERE id = ${}",
+            sets.join(", "),
+            values.len()
         );
-        let values = vec![
-            self.opt_id(job_agent_id),
-            job_agent_config.into(),
-            job_agents.into(),
-            self.id(id),
-        ];
         self.db.statement(&sql, values)
     }
 }
