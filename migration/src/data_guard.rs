@@ -1,14 +1,18 @@
 //! The commands that drop tables (`fresh`, `refresh`, `reset`) look before they leap: on a
 //! database whose tables hold rows they refuse, naming the tables and their row counts,
-//! unless the operator says the data may go.
+//! unless the operator says the data may go (`--discard-data`, or
+//! [`DISCARD_DATA_ENV`] for those who drive the command through `sea-orm-cli migrate`, which
+//! passes on no flag of ours). Only rows an operator would lose count: the migration's own
+//! bookkeeping ([`BOOKKEEPING_TABLES`]) does not.
 
 use sea_orm_migration::prelude::*;
 
 use crate::backends;
 use crate::table_rows;
+pub use crate::tables::BOOKKEEPING_TABLES;
 
-/// The migrator's own bookkeeping, which says nothing about the operator's data.
-const BOOKKEEPING: &str = "seaql_migrations";
+/// The environment variable that gives `--discard-data` (`1`, `true`, `yes` or `on`).
+pub const DISCARD_DATA_ENV: &str = "MIGRATION_DISCARD_DATA";
 
 /// A table that holds rows, and how many.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +29,7 @@ pub async fn tables_with_rows<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableR
     let mut found = vec![];
     for row in conn.query_all_raw(backend.tables()).await? {
         let table: String = row.try_get_by_index(0)?;
-        if table == BOOKKEEPING {
+        if BOOKKEEPING_TABLES.contains(&table.as_str()) {
             continue;
         }
         let rows = table_rows::count(conn, Alias::new(table.as_str())).await?;
@@ -42,11 +46,32 @@ pub async fn refuse_if_data<C: ConnectionTrait>(conn: &C, command: &str) -> Resu
     if found.is_empty() {
         return Ok(());
     }
+    Err(DbErr::Migration(format!(
+        "refusing to `{command}`: it would drop data in {}; pass --discard-data \
+         (or set {DISCARD_DATA_ENV}=1) to do it anyway",
+        listing(&found)
+    )))
+}
+
+/// The one-line warning for `command` run with the data discarded, or `None` when no table
+/// holds rows a user would lose.
+pub async fn discard_warning<C: ConnectionTrait>(
+    conn: &C,
+    command: &str,
+) -> Result<Option<String>, DbErr> {
+    let found = tables_with_rows(conn).await?;
+    Ok((!found.is_empty()).then(|| {
+        format!(
+            "warning: `{command}` drops data in {} (told to discard it)",
+            listing(&found)
+        )
+    }))
+}
+
+/// `table (n rows), …`
+fn listing(found: &[TableRows]) -> String {
     let tables: Vec<String> = (found.iter())
         .map(|t| format!("{} ({} rows)", t.table, t.rows))
         .collect();
-    Err(DbErr::Migration(format!(
-        "refusing to `{command}`: it would drop data in {}; pass --discard-data to do it anyway",
-        tables.join(", ")
-    )))
+    tables.join(", ")
 }

@@ -2,8 +2,9 @@
 //! `status`, `fresh`, `refresh`, `reset`, `init`, `generate`), plus `preview`, a SQLite file
 //! as the default database, checks before anything changes, and one-line errors.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -12,6 +13,7 @@ use migration::{Migrator, MigratorTrait, SchemaManager};
 use sea_orm_cli::MigrateSubcommands;
 use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -62,8 +64,11 @@ struct Cli {
     max_replica_lag: Option<Duration>,
 
     /// `fresh`, `refresh` and `reset`: drop tables that hold rows (every table of the
-    /// database for `fresh`). Without it they refuse and name the tables.
-    #[arg(long, global = true)]
+    /// database for `fresh`). Without it they refuse and name the tables. Through
+    /// `sea-orm-cli migrate`, which passes on no flag of ours, set MIGRATION_DISCARD_DATA=1.
+    #[arg(long, global = true, env = migration::data_guard::DISCARD_DATA_ENV,
+          value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false,
+          num_args = 0, default_missing_value = "true", action = clap::ArgAction::Set)]
     discard_data: bool,
 
     #[command(subcommand)]
@@ -90,7 +95,9 @@ const MIGRATION_DIR: &str = "./";
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    let url = cli.database_url.clone();
+    let password = url.as_deref().and_then(password_of).map(Arc::<str>::from);
+    init_tracing(cli.verbose, password.clone());
     match Settings::from_env() {
         Ok(settings) => Settings {
             lock_timeout: cli.lock_timeout.unwrap_or(settings.lock_timeout),
@@ -113,7 +120,7 @@ async fn main() -> ExitCode {
     {
         return write_migration_files(files);
     }
-    let url = match cli.database_url {
+    let url = match url {
         Some(url) => url,
         None => {
             println!("No DATABASE_URL or -u given: using the SQLite file ./deployments.sqlite");
@@ -126,10 +133,12 @@ async fn main() -> ExitCode {
         // Fail in seconds, not half a minute, when the server is down or the URL is wrong.
         .connect_timeout(CONNECT_TIMEOUT)
         .acquire_timeout(CONNECT_TIMEOUT);
+    // PostgreSQL's notices (`… does not exist, skipping` for every `IF EXISTS`) say what the
+    // server did not do; the log says what the migration did.
+    options.map_sqlx_postgres_opts(|pg| pg.options([("client_min_messages", "warning")]));
     if let Some(schema) = cli.database_schema {
         options.set_schema_search_path(schema);
     }
-    let password = password_of(options.get_url()).map(str::to_owned);
     migration::stop::stop_on_signals();
     let run = Run {
         command,
@@ -228,10 +237,13 @@ impl Run {
             MigrateSubcommands::Reset => "reset",
             _ => return Ok(()),
         };
-        match self.discard_data {
-            false => migration::data_guard::refuse_if_data(db, destructive).await,
-            true => Ok(()),
+        if !self.discard_data {
+            return migration::data_guard::refuse_if_data(db, destructive).await;
         }
+        if let Some(warning) = migration::data_guard::discard_warning(db, destructive).await? {
+            eprintln!("{warning}");
+        }
+        Ok(())
     }
 }
 
@@ -297,8 +309,9 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// Info for this crate and the migrator (which migration runs, the backfill summary);
-/// `-v` or `RUST_LOG` for more.
-fn init_tracing(verbose: bool) {
+/// `-v` or `RUST_LOG` for more. Every line goes through [`RedactedStderr`]: at debug level
+/// the drivers print their whole connect options, URL and password included.
+fn init_tracing(verbose: bool, password: Option<Arc<str>>) {
     let default = match verbose {
         true => "debug",
         false => "info,sqlx=warn",
@@ -308,8 +321,56 @@ fn init_tracing(verbose: bool) {
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(RedactedStderr { password })
         .init();
+}
+
+/// Standard error with the database password masked in every log line (both spellings,
+/// as typed and percent-decoded; see [`redact`]).
+#[derive(Clone)]
+struct RedactedStderr {
+    password: Option<Arc<str>>,
+}
+
+impl<'a> MakeWriter<'a> for RedactedStderr {
+    type Writer = RedactedLine;
+
+    fn make_writer(&'a self) -> RedactedLine {
+        RedactedLine {
+            password: self.password.clone(),
+            buffer: Vec::new(),
+        }
+    }
+}
+
+/// One log event, held until the logger is done with it, then masked and written whole (a
+/// password may straddle two of the logger's writes).
+struct RedactedLine {
+    password: Option<Arc<str>>,
+    buffer: Vec<u8>,
+}
+
+impl Write for RedactedLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&self.buffer);
+        let masked = redact(&text, self.password.as_deref());
+        self.buffer.clear();
+        std::io::stderr().write_all(masked.as_bytes())
+    }
+}
+
+impl Drop for RedactedLine {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
 }
 
 #[cfg(test)]

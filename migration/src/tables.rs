@@ -178,6 +178,27 @@ pub enum LegacyColumnRecord {
     FkOnDelete,
 }
 
+/// Which of the legacy tables the baseline migration created (the rest existed before it
+/// and are the application's): its `down` drops only these.
+#[derive(DeriveIden, Clone, Copy)]
+pub enum BaselineCreated {
+    #[sea_orm(iden = "deployment_job_agent_baseline_created")]
+    Table,
+    TableName,
+}
+
+/// Tables whose rows are the migration's own bookkeeping, never an operator's data: the
+/// migrator's list of applied migrations, the baseline's record of what it created, the
+/// legacy columns' declarations (the drop's `down` needs them, nothing else), and the
+/// capture's list of deployment ids to catch up. The reject table is not among them: it is
+/// the only record of legacy values the backfill could not carry over.
+pub const BOOKKEEPING_TABLES: [&str; 4] = [
+    "seaql_migrations",
+    "deployment_job_agent_baseline_created",
+    "deployment_job_agent_legacy_column",
+    PENDING_TABLE,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +210,7 @@ mod tests {
         assert_eq!(DeploymentJobAgent::Table.to_string(), JOIN_TABLE);
         assert_eq!(BackfillPending::Table.to_string(), PENDING_TABLE);
         assert_eq!(BackfillReject::Table.to_string(), REJECT_TABLE);
+        assert_eq!(BaselineCreated::Table.to_string(), BOOKKEEPING_TABLES[1]);
+        assert_eq!(LegacyColumnRecord::Table.to_string(), BOOKKEEPING_TABLES[2]);
     }
 }

@@ -208,6 +208,128 @@ fn fresh_refresh_and_reset_refuse_to_drop_rows_unless_told() {
     assert_eq!(scalar(&url, "SELECT COUNT(*) FROM workspace"), 0);
 }
 
+/// A fresh PostgreSQL database on the test server, dropped first if an earlier run left it;
+/// its URL.
+fn fresh_postgres_database(name: &str) -> String {
+    let server =
+        std::env::var("TEST_POSTGRES_URL").unwrap_or("postgres://postgres@127.0.0.1:5432".into());
+    let admin = format!("{server}/postgres");
+    exec_sql(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
+    exec_sql(&admin, &format!("CREATE DATABASE {name}"));
+    format!("{server}/{name}")
+}
+
+/// Right after `up` on an empty database only the migration's own bookkeeping holds rows
+/// (the applied migrations, the baseline's and the drop's records): nothing a user would
+/// lose, so nothing to refuse. Then, with a row of the user's, the override given the way
+/// `sea-orm-cli migrate` passes it (the environment) drops it, with one warning line.
+#[test]
+fn fresh_refresh_and_reset_run_on_a_database_that_holds_only_bookkeeping() {
+    let dir = scratch_dir("cli_fresh_bookkeeping");
+    let sqlite = format!("sqlite://{}/empty.sqlite?mode=rwc", dir.display());
+    let postgres = fresh_postgres_database("jat_cli_fresh_bookkeeping");
+    for url in [sqlite, postgres] {
+        let up = migration(&dir, &["-u", &url, "up"]);
+        assert!(
+            up.status.success(),
+            "{}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        let recorded = scalar(
+            &url,
+            "SELECT COUNT(*) FROM deployment_job_agent_legacy_column",
+        );
+        assert_eq!(recorded, 3, "the drop's record is there: {url}");
+        for command in ["fresh", "refresh", "reset", "up"] {
+            let run = migration(&dir, &["-u", &url, command]);
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            assert!(run.status.success(), "{command} on {url}: {stderr}");
+            assert!(!stderr.contains("warning"), "{command} on {url}: {stderr}");
+        }
+
+        exec_sql(
+            &url,
+            "INSERT INTO deployment_job_agent_backfill_reject \
+             (deployment_id, legacy_column, entry, reason) \
+             VALUES ('d0000000-0000-4000-8000-000000000001', 'job_agents', '42', 'malformed_entry')",
+        );
+        let refused = migration(&dir, &["-u", &url, "fresh"]);
+        assert_fails_with_one_line(&refused, "deployment_job_agent_backfill_reject (1 rows)");
+        let refused = String::from_utf8_lossy(&refused.stderr);
+        assert!(refused.contains("MIGRATION_DISCARD_DATA=1"), "{refused}");
+
+        let forced = Command::new(env!("CARGO_BIN_EXE_migration"))
+            .args(["fresh"])
+            .current_dir(&dir)
+            .env("DATABASE_URL", &url)
+            .env("MIGRATION_DISCARD_DATA", "1")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&forced.stderr);
+        assert!(forced.status.success(), "{url}: {stderr}");
+        let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+        assert_eq!(
+            warnings,
+            [
+                "warning: `fresh` drops data in deployment_job_agent_backfill_reject (1 rows) \
+              (told to discard it)"
+            ],
+            "{stderr}"
+        );
+        let rejects = "SELECT COUNT(*) FROM deployment_job_agent_backfill_reject";
+        assert_eq!(scalar(&url, rejects), 0, "{url}");
+    }
+}
+
+/// The tool users drive: `sea-orm-cli migrate` runs this crate's binary with `cargo run`
+/// and passes on no flag of ours, so the override is the environment, as sea-orm-cli users
+/// give `DATABASE_URL`. (The test script installs sea-orm-cli when it is missing.)
+#[test]
+fn through_sea_orm_cli_fresh_is_refused_then_forced_by_the_environment() {
+    let dir = scratch_dir("cli_sea_orm_cli_fresh");
+    let url = format!("sqlite://{}/data.sqlite?mode=rwc", dir.display());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let sea_orm_cli = |command: &str, discard: bool| {
+        let mut run = Command::new("sea-orm-cli");
+        run.args(["migrate", command, "-u", &url])
+            .current_dir(workspace)
+            .env_remove("DATABASE_URL")
+            .env_remove("RUST_LOG");
+        if discard {
+            run.env("MIGRATION_DISCARD_DATA", "1");
+        }
+        let output = run
+            .output()
+            .expect("sea-orm-cli on PATH (cargo install sea-orm-cli)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    let (ok, text) = sea_orm_cli("up", false);
+    assert!(ok, "{text}");
+    exec_sql(
+        &url,
+        "INSERT INTO workspace (id, name) VALUES (X'00000000000000000000000000000077', 'prod')",
+    );
+    let (ok, text) = sea_orm_cli("fresh", false);
+    assert!(!ok && text.contains("refusing to `fresh`"), "{text}");
+    assert_eq!(scalar(&url, "SELECT COUNT(*) FROM workspace"), 1);
+    let (ok, text) = sea_orm_cli("fresh", true);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("warning: `fresh` drops data in workspace (1 rows)"),
+        "{text}"
+    );
+    assert_eq!(scalar(&url, "SELECT COUNT(*) FROM workspace"), 0);
+}
+
 #[test]
 fn no_output_shows_a_password() {
     let dir = scratch_dir("cli_no_password");
@@ -248,24 +370,78 @@ fn no_output_shows_a_password() {
 
     // A real run at the most verbose level (the local PostgreSQL trusts local connections,
     // so any password is accepted and travels through the whole command).
-    let server =
-        std::env::var("TEST_POSTGRES_URL").unwrap_or("postgres://postgres@127.0.0.1:5432".into());
-    let database = "jat_cli_no_password";
-    let admin = format!("{server}/postgres");
-    exec_sql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
-    );
-    exec_sql(&admin, &format!("CREATE DATABASE {database}"));
-    let with_password = server.replacen("://postgres@", &format!("://postgres:{secret}@"), 1);
+    let url = fresh_postgres_database("jat_cli_no_password");
+    let with_password = url.replacen("://postgres@", &format!("://postgres:{secret}@"), 1);
     let output = Command::new(env!("CARGO_BIN_EXE_migration"))
-        .args(["-v", "-u", &format!("{with_password}/{database}"), "up"])
+        .args(["-v", "-u", &with_password, "up"])
         .current_dir(&dir)
         .env("RUST_LOG", "trace")
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", show(&output));
     assert!(!show(&output).contains(secret), "{}", show(&output));
+
+    // MariaDB's driver logs inside the connect span, whose fields hold the whole connect
+    // options: a user with a real password, at debug level (`-v`) and at trace.
+    let server = std::env::var("TEST_MARIADB_URL").unwrap_or("mysql://root@127.0.0.1:3306".into());
+    let database = "jat_cli_no_password";
+    let admin = format!("{server}/mysql");
+    exec_sql(&admin, &format!("DROP DATABASE IF EXISTS {database}"));
+    exec_sql(&admin, &format!("CREATE DATABASE {database}"));
+    for host in ["%", "localhost"] {
+        exec_sql(
+            &admin,
+            &format!("DROP USER IF EXISTS '{database}'@'{host}'"),
+        );
+        exec_sql(
+            &admin,
+            &format!(
+                "CREATE USER '{database}'@'{host}' IDENTIFIED BY '{secret}'; \
+                 GRANT ALL ON {database}.* TO '{database}'@'{host}'"
+            ),
+        );
+    }
+    let with_password = server.replacen("://root@", &format!("://{database}:{secret}@"), 1);
+    for (flag, level) in [("-v", "debug"), ("-v", "trace")] {
+        let output = Command::new(env!("CARGO_BIN_EXE_migration"))
+            .args([flag, "-u", &format!("{with_password}/{database}"), "up"])
+            .current_dir(&dir)
+            .env("RUST_LOG", level)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", show(&output));
+        if level == "trace" {
+            assert!(show(&output).contains("connect{"), "the span is logged");
+        }
+        assert!(!show(&output).contains(secret), "{}", show(&output));
+    }
+}
+
+/// PostgreSQL answers every `IF EXISTS` / `IF NOT EXISTS` that found nothing to do with a
+/// notice; even at debug level the log says what the migration did, not what the server
+/// skipped.
+#[test]
+fn the_log_holds_no_server_notices() {
+    let dir = scratch_dir("cli_no_notices");
+    let url = fresh_postgres_database("jat_cli_no_notices");
+    for args in [&["-v", "up"][..], &["-v", "down", "-n", "4"], &["-v", "up"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_migration"))
+            .args(args)
+            .current_dir(&dir)
+            .env("DATABASE_URL", &url)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("Applying") || stderr.contains("Rolling back"),
+            "{stderr}"
+        );
+        for notice in ["skipping", "already exists", "does not exist"] {
+            assert!(!stderr.contains(notice), "{args:?}: {stderr}");
+        }
+    }
 }
 
 /// A legacy database and a role with row privileges only; `up` as that role must name every
@@ -281,15 +457,7 @@ fn a_role_without_the_privileges_hears_of_all_of_them_before_anything_changes() 
                     resource_selector TEXT, workspace_id CHAR(36), job_agents TEXT NOT NULL)";
     let role = "jat_cli_weak_role";
 
-    let postgres =
-        std::env::var("TEST_POSTGRES_URL").unwrap_or("postgres://postgres@127.0.0.1:5432".into());
-    let admin = format!("{postgres}/postgres");
-    exec_sql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS {role} WITH (FORCE)"),
-    );
-    exec_sql(&admin, &format!("CREATE DATABASE {role}"));
-    let owner = format!("{postgres}/{role}");
+    let owner = fresh_postgres_database(role);
     exec_sql(&owner, legacy);
     exec_sql(
         &owner,

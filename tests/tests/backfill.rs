@@ -14,6 +14,8 @@ on_every_backend!(
     messy_rows_on_the_baseline_schema,
     baseline_leaves_existing_legacy_tables_alone,
     baseline_down_refuses_to_drop_tables_with_rows,
+    baseline_down_drops_only_the_tables_it_created,
+    a_full_rollback_leaves_an_adopted_database_as_it_was,
     rerunning_the_backfill_duplicates_nothing,
     links_survive_dropping_the_legacy_columns,
     writes_after_the_backfill_reach_the_links,
@@ -451,6 +453,83 @@ async fn baseline_down_refuses_to_drop_tables_with_rows(db: TestDb) {
         .await
         .expect("empty tables may go");
     assert!(read::columns(&db, "workspace").await.is_empty());
+}
+
+/// A database where the application made `workspace` (and a table of its own that
+/// references it) before adopting the migrator: the baseline creates the other two, and its
+/// `down` drops those two only.
+async fn baseline_down_drops_only_the_tables_it_created(db: TestDb) {
+    let id = match db.backend {
+        Backend::Postgres => "uuid",
+        Backend::MariaDb => "BINARY(16)",
+        Backend::Sqlite => "BLOB",
+    };
+    db.exec(
+        &format!("CREATE TABLE workspace (id {id} NOT NULL PRIMARY KEY, name TEXT NOT NULL)"),
+        vec![],
+    )
+    .await;
+    db.exec(
+        &format!(
+            "CREATE TABLE workspace_note (workspace_id {id} NOT NULL REFERENCES workspace (id), \
+             note TEXT)"
+        ),
+        vec![],
+    )
+    .await;
+    Migrator::up(&db.conn, Some(1)).await.expect("baseline");
+    assert!(!read::columns(&db, "deployment").await.is_empty());
+
+    Migrator::down(&db.conn, Some(1)).await.expect("down");
+    assert!(read::columns(&db, "deployment").await.is_empty());
+    assert!(read::columns(&db, "job_agent").await.is_empty());
+    assert!(
+        !read::columns(&db, "workspace").await.is_empty(),
+        "the application's"
+    );
+    assert!(!read::columns(&db, "workspace_note").await.is_empty());
+    assert!(
+        read::columns(&db, "deployment_job_agent_baseline_created")
+            .await
+            .is_empty(),
+        "the baseline's record goes with it"
+    );
+
+    // Up again creates the two again, and the next down drops them again.
+    Migrator::up(&db.conn, Some(1))
+        .await
+        .expect("baseline again");
+    Migrator::down(&db.conn, Some(1)).await.expect("down again");
+    assert!(read::columns(&db, "job_agent").await.is_empty());
+    assert!(!read::columns(&db, "workspace").await.is_empty());
+}
+
+/// The real shape of an adopted database: all three legacy tables the application's, an
+/// application table referencing `deployment`. `up` then a full `down` (what `reset` does)
+/// gives back the legacy shape and leaves every table in place.
+async fn a_full_rollback_leaves_an_adopted_database_as_it_was(db: TestDb) {
+    let _legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    let id = match db.backend {
+        Backend::Postgres => "uuid",
+        Backend::MariaDb => "CHAR(36)",
+        Backend::Sqlite => "TEXT",
+    };
+    db.exec(
+        &format!(
+            "CREATE TABLE deployment_note (deployment_id {id} NOT NULL \
+             REFERENCES deployment (id), note TEXT)"
+        ),
+        vec![],
+    )
+    .await;
+    let before = read::columns(&db, "deployment").await;
+    Migrator::up(&db.conn, None).await.expect("up");
+    Migrator::down(&db.conn, None).await.expect("down all");
+    assert_eq!(read::columns(&db, "deployment").await, before);
+    for table in ["workspace", "job_agent", "deployment_note"] {
+        assert!(!read::columns(&db, table).await.is_empty(), "{table} kept");
+    }
+    Migrator::up(&db.conn, None).await.expect("up again");
 }
 
 async fn rerunning_the_backfill_duplicates_nothing(db: TestDb) {
