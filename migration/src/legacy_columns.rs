@@ -42,7 +42,10 @@ pub struct LegacyColumnDef {
     pub not_null: bool,
     /// The default expression as the catalogue keeps it, if any.
     pub default: Option<String>,
-    /// A column check (MariaDB's `JSON` is `LONGTEXT` with `CHECK (json_valid(…))`).
+    /// The column's own checks, as its backend records them (see
+    /// `Backend::recorded_check`): MariaDB's `JSON` is `LONGTEXT` with
+    /// `CHECK (json_valid(…))`; PostgreSQL's checks on the column alone; SQLite's check and
+    /// collation clauses as written.
     pub check: Option<String>,
     /// Its foreign key, if it had one.
     pub foreign_key: Option<LegacyForeignKey>,
@@ -101,7 +104,9 @@ pub async fn record<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
         .query_all_raw(backend.legacy_column_definitions())
         .await?
     {
-        defs.push(LegacyColumnDef::decode(&row)?);
+        let mut def = LegacyColumnDef::decode(&row)?;
+        def.check = backend.recorded_check(&def.name, def.check.take());
+        defs.push(def);
     }
     if defs.is_empty() {
         return Ok(());

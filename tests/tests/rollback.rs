@@ -13,6 +13,7 @@ on_every_backend!(
     down_gives_back_columns_without_a_foreign_key_and_with_defaults,
     down_gives_back_a_foreign_key_with_its_delete_rule,
     down_gives_back_the_baseline_columns,
+    down_gives_back_the_columns_checks,
 );
 
 async fn down_gives_back_hand_built_columns_as_declared(db: TestDb) {
@@ -81,6 +82,111 @@ async fn down_gives_back_a_foreign_key_with_its_delete_rule(db: TestDb) {
     round_trip(&legacy).await;
 }
 
+/// Checks on the legacy columns (MariaDB's `JSON` is one), one left unvalidated on
+/// PostgreSQL, and on SQLite a collation and checks elsewhere in the table: all come back
+/// as declared, and still refuse what they refused.
+async fn down_gives_back_the_columns_checks(db: TestDb) {
+    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    redeclare(
+        &db,
+        match db.backend {
+            Backend::Postgres => &[
+                "ALTER TABLE deployment \
+                 ADD CONSTRAINT agents_are_an_array CHECK (jsonb_typeof(job_agents) = 'array')",
+                "ALTER TABLE deployment ADD CONSTRAINT config_is_an_object \
+                 CHECK (jsonb_typeof(job_agent_config) = 'object') NOT VALID",
+            ],
+            Backend::MariaDb => &["ALTER TABLE deployment MODIFY job_agents JSON NOT NULL, \
+                 MODIFY job_agent_config LONGTEXT NOT NULL \
+                 CHECK (json_valid(job_agent_config) AND json_type(job_agent_config) = 'OBJECT')"],
+            Backend::Sqlite => &[
+                "DROP TABLE deployment",
+                "CREATE TABLE deployment (id TEXT PRIMARY KEY, \
+                 name TEXT NOT NULL CHECK (name <> ''), \
+                 job_agent_id TEXT REFERENCES job_agent(id), \
+                 job_agent_config TEXT NOT NULL COLLATE NOCASE \
+                   CONSTRAINT config_is_json CHECK (json_valid(job_agent_config)), \
+                 resource_selector TEXT, workspace_id TEXT REFERENCES workspace(id), \
+                 job_agents TEXT NOT NULL CHECK (json_type(job_agents) = 'array'), \
+                 CONSTRAINT named CHECK (length(name) < 100))",
+            ],
+        },
+    )
+    .await;
+    let refused = match db.backend {
+        Backend::Postgres => {
+            vec![
+                ("job_agents", r#"{"not": "an array"}"#),
+                ("job_agent_config", "[1]"),
+            ]
+        }
+        Backend::Sqlite => vec![
+            ("job_agents", r#"{"not": "an array"}"#),
+            ("job_agent_config", "not json"),
+        ],
+        Backend::MariaDb => vec![("job_agents", "not json"), ("job_agent_config", "[1]")],
+    };
+    assert_refused(&legacy, &refused).await;
+    round_trip(&legacy).await;
+    // `round_trip` ends with `up` again: down once more, and read what came back.
+    Migrator::down(&legacy.db.conn, Some(1))
+        .await
+        .expect("down");
+    if db.backend == Backend::Sqlite {
+        let sql = &sqlite_table_sql(&db).await[0];
+        for clause in [
+            "CHECK (name <> '')",
+            "COLLATE NOCASE",
+            "CONSTRAINT config_is_json CHECK (json_valid(job_agent_config))",
+            "CHECK (json_type(job_agents) = 'array')",
+            "CONSTRAINT named CHECK (length(name) < 100)",
+        ] {
+            assert!(sql.contains(clause), "{clause} missing: {sql}");
+        }
+    }
+    assert_refused(&legacy, &refused).await;
+}
+
+/// Each (column, value) written over a deployment's legacy column fails.
+async fn assert_refused(legacy: &Legacy<'_>, refused: &[(&str, &str)]) {
+    let db = legacy.db;
+    let id = Uuid::from_u128(0xbad);
+    let entries = "[]";
+    legacy.deployment(id, None, None, "{}", entries).await;
+    for (column, value) in refused {
+        let cast = match db.backend {
+            Backend::Postgres => "CAST($1 AS jsonb)",
+            _ => "$1",
+        };
+        let sql = format!("UPDATE deployment SET {column} = {cast} WHERE id = $2");
+        let statement = db.statement(&sql, vec![(*value).into(), legacy.id(id)]);
+        let result = db.conn.execute_raw(statement).await;
+        assert!(
+            result.is_err(),
+            "{:?}: {column} = {value} was accepted",
+            db.backend
+        );
+    }
+    db.exec("DELETE FROM deployment WHERE id = $1", vec![legacy.id(id)])
+        .await;
+}
+
+/// SQLite's statement for `deployment` (none elsewhere).
+async fn sqlite_table_sql(db: &TestDb) -> Vec<String> {
+    if db.backend != Backend::Sqlite {
+        return vec![];
+    }
+    let sql = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'deployment'";
+    let rows = db
+        .conn
+        .query_all_raw(db.statement(sql, vec![]))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.try_get_by_index(0).unwrap())
+        .collect()
+}
+
 async fn redeclare(db: &TestDb, statements: &[&str]) {
     for sql in statements {
         db.exec(sql, vec![]).await;
@@ -146,6 +252,10 @@ async fn declaration(db: &TestDb) -> Vec<String> {
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
                AND TABLE_NAME = 'deployment' \
                AND COLUMN_NAME IN ('job_agents', 'job_agent_id', 'job_agent_config') \
+             UNION ALL \
+             SELECT CONCAT_WS(' ', 'CHECK', CONSTRAINT_NAME, CHECK_CLAUSE) \
+             FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() \
+               AND TABLE_NAME = 'deployment' AND CHECK_CLAUSE LIKE '%job_agent%' \
              UNION ALL \
              SELECT CONCAT_WS(' ', k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, \
                k.REFERENCED_COLUMN_NAME, r.DELETE_RULE, r.UPDATE_RULE) \

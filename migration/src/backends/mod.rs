@@ -166,6 +166,14 @@ pub trait Backend: Send + Sync {
     /// default, check, foreign key name, parent table, parent column, `ON DELETE` rule.
     fn legacy_column_definitions(&self) -> Statement;
 
+    /// A legacy column's checks as the record keeps them, from what
+    /// [`Self::legacy_column_definitions`] answered: MariaDB's clause
+    /// (`json_valid(`c`)`), PostgreSQL's JSON array of `[name, definition]`; SQLite answers
+    /// with the table's statement and keeps the column's clauses as written.
+    fn recorded_check(&self, _column: &str, answered: Option<String>) -> Option<String> {
+        answered
+    }
+
     /// The baseline's JSON column type.
     fn json_type(&self) -> &'static str;
 

@@ -127,13 +127,10 @@ impl Backend for MySql {
     /// row of a new column is NULL, so there is nothing to check.
     fn add_legacy_column(&self, column: &LegacyColumnDef) -> Vec<String> {
         let name = quote(&column.name);
+        let (declared_type, check) = type_and_check(column);
         let mut sql = format!(
-            "ALTER TABLE {DEPLOYMENT} ADD COLUMN IF NOT EXISTS {name} {}",
-            column.declared_type
+            "ALTER TABLE {DEPLOYMENT} ADD COLUMN IF NOT EXISTS {name} {declared_type}{check}"
         );
-        if let Some(check) = &column.check {
-            sql.push_str(&format!(" CHECK ({check})"));
-        }
         if let Some(key) = &column.foreign_key {
             // Added this way, an explicit `ON DELETE RESTRICT` is recorded as `NO ACTION`;
             // left out, it is recorded as the `RESTRICT` it means.
@@ -152,16 +149,18 @@ impl Backend for MySql {
         vec![sql]
     }
 
-    /// One `MODIFY COLUMN` with the whole declaration: InnoDB makes a column `NOT NULL` in
-    /// place, with writers going on, holding the metadata lock only at its ends.
+    /// One `MODIFY COLUMN` with the whole declaration, its check included (`MODIFY` replaces
+    /// a column's inline check with the one it declares, or none): InnoDB makes a `JSON`
+    /// column `NOT NULL` in place, with writers going on, holding the metadata lock only at
+    /// its ends. (A check of the operator's own, not `JSON`'s, makes MariaDB copy the table.)
     fn restore_constraints(&self, column: &LegacyColumnDef) -> Vec<ConstraintStep> {
         if !column.not_null && column.default.is_none() {
             return vec![];
         }
+        let (declared_type, check) = type_and_check(column);
         let mut sql = format!(
-            "ALTER TABLE {DEPLOYMENT} MODIFY COLUMN {} {}",
+            "ALTER TABLE {DEPLOYMENT} MODIFY COLUMN {} {declared_type}",
             quote(&column.name),
-            column.declared_type
         );
         if column.not_null {
             sql.push_str(" NOT NULL");
@@ -169,6 +168,7 @@ impl Backend for MySql {
         if let Some(default) = &column.default {
             sql.push_str(&format!(" DEFAULT {default}"));
         }
+        sql.push_str(&check);
         vec![ConstraintStep {
             statements: vec![sql],
             ..Default::default()
@@ -334,4 +334,23 @@ impl Backend for MySql {
 /// A MariaDB/MySQL identifier, quoted.
 fn quote(identifier: &str) -> String {
     format!("`{}`", identifier.replace('`', "``"))
+}
+
+/// What MariaDB makes of `JSON`: this type with this check on the column.
+const JSON_SPELLED_OUT: &str = "longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_bin";
+
+/// A legacy column's type and its inline check clause (` CHECK (…)`, last in a column's
+/// declaration), as `ADD COLUMN` and `MODIFY COLUMN` declare them: `JSON` where the
+/// catalogue shows what `JSON` means, so that `MODIFY` finds the column unchanged but for
+/// what it restores and runs in place (spelled out, the check counts as a change of type and
+/// the table is copied).
+fn type_and_check(column: &LegacyColumnDef) -> (String, String) {
+    let json_check = format!("json_valid({})", quote(&column.name));
+    match &column.check {
+        Some(check) if *check == json_check && column.declared_type == JSON_SPELLED_OUT => {
+            ("json".to_owned(), String::new())
+        }
+        Some(check) => (column.declared_type.clone(), format!(" CHECK ({check})")),
+        None => (column.declared_type.clone(), String::new()),
+    }
 }

@@ -77,7 +77,11 @@ impl Backend for Postgres {
             DbBackend::Postgres,
             "SELECT CAST(a.attname AS text), format_type(a.atttypid, a.atttypmod), \
                CAST(a.attnotnull AS integer), pg_get_expr(d.adbin, d.adrelid), \
-               CAST(NULL AS text), CAST(c.conname AS text), \
+               (SELECT CAST(json_agg(json_build_array(cc.conname, \
+                         pg_get_constraintdef(cc.oid)) ORDER BY cc.conname) AS text) \
+                FROM pg_constraint cc WHERE cc.conrelid = a.attrelid AND cc.contype = 'c' \
+                  AND cc.conkey = ARRAY[a.attnum]), \
+               CAST(c.conname AS text), \
                CAST(CAST(c.confrelid AS regclass) AS text), quote_ident(pa.attname), \
                CASE c.confdeltype WHEN 'r' THEN 'RESTRICT' WHEN 'c' THEN 'CASCADE' \
                  WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' ELSE 'NO ACTION' END \
@@ -157,6 +161,24 @@ impl Backend for Postgres {
                 format!("ALTER TABLE {DEPLOYMENT} ALTER COLUMN {name} SET NOT NULL"),
                 format!("ALTER TABLE {DEPLOYMENT} DROP CONSTRAINT {check}"),
             ]));
+        }
+        for (check, definition) in column_checks(column) {
+            let check = quote(&check);
+            // Added unchecked for an instant, then checked beside the application, unless it
+            // was declared `NOT VALID` (rows from before it stay unchecked, as they were).
+            let (definition, validated) = match definition.strip_suffix(" NOT VALID") {
+                Some(unvalidated) => (unvalidated.to_owned(), false),
+                None => (definition, true),
+            };
+            steps.push(exclusive(vec![
+                format!("ALTER TABLE {DEPLOYMENT} DROP CONSTRAINT IF EXISTS {check}"),
+                format!("ALTER TABLE {DEPLOYMENT} ADD CONSTRAINT {check} {definition} NOT VALID"),
+            ]));
+            if validated {
+                steps.push(unlocked(vec![format!(
+                    "ALTER TABLE {DEPLOYMENT} VALIDATE CONSTRAINT {check}"
+                )]));
+            }
         }
         if column.foreign_key.is_some() {
             steps.push(unlocked(vec![format!(
@@ -412,4 +434,12 @@ impl Backend for Postgres {
 /// A PostgreSQL identifier, quoted.
 fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// A legacy column's own checks (those on it alone), as recorded: name and definition as
+/// `pg_get_constraintdef` prints it, from the JSON array the catalogue query builds.
+fn column_checks(column: &LegacyColumnDef) -> Vec<(String, String)> {
+    (column.check.as_deref())
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default()
 }

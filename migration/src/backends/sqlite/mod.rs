@@ -3,6 +3,7 @@
 
 pub mod rebuild;
 mod sync;
+mod table_sql;
 
 use std::time::Duration;
 
@@ -43,16 +44,28 @@ impl Backend for Sqlite {
     fn legacy_column_definitions(&self) -> Statement {
         Statement::from_sql_and_values(
             DbBackend::Sqlite,
-            "SELECT c.name, c.type, c.\"notnull\", c.dflt_value, NULL, NULL, \
+            "SELECT c.name, c.type, c.\"notnull\", c.dflt_value, \
+               (SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?), NULL, \
                k.\"table\", k.\"to\", k.on_delete \
              FROM pragma_table_info(?) c \
              LEFT JOIN pragma_foreign_key_list(?) k ON k.\"from\" = c.name \
              WHERE c.name IN (?, ?, ?)",
-            [DEPLOYMENT, DEPLOYMENT]
+            [DEPLOYMENT, DEPLOYMENT, DEPLOYMENT]
                 .into_iter()
                 .chain(LEGACY_COLUMNS)
                 .map(Into::into),
         )
+    }
+
+    /// SQLite answers with the table's statement: the column's clauses that its pragmas do
+    /// not give (checks, collation) are read out of it, as written.
+    fn recorded_check(&self, column: &str, answered: Option<String>) -> Option<String> {
+        let clauses = table_sql::TableClauses::parse(&answered?).column(column);
+        let written: Vec<String> = [clauses.collation, clauses.checks]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!written.is_empty()).then(|| written.join(" "))
     }
 
     fn json_type(&self) -> &'static str {
@@ -233,7 +246,7 @@ impl Backend for Sqlite {
 }
 
 /// A legacy column's whole declaration, for a rebuilt table (its foreign key is kept by the
-/// rebuild from the catalogue).
+/// rebuild from the catalogue; its checks and collation are recorded as written).
 pub fn column_definition(column: &LegacyColumnDef) -> String {
     let mut sql = format!("{} {}", quote(&column.name), column.declared_type);
     if column.not_null {
@@ -241,6 +254,9 @@ pub fn column_definition(column: &LegacyColumnDef) -> String {
     }
     if let Some(default) = &column.default {
         sql.push_str(&format!(" DEFAULT {default}"));
+    }
+    if let Some(clauses) = &column.check {
+        sql.push_str(&format!(" {clauses}"));
     }
     sql
 }

@@ -6,9 +6,14 @@
 //! references it through `ON DELETE CASCADE` (all the links), so enforcement is switched
 //! off for the rebuild, checked to really be off, and switched back on afterwards. The new
 //! table is described from SQLite's own catalogue (columns, primary key, foreign keys,
-//! unique constraints, indexes), so extra columns of a hand-built table survive.
+//! unique constraints, indexes) and, for what the catalogue does not hold (checks,
+//! collations), from the table's statement as written (`table_sql`), so extra columns and
+//! constraints of a hand-built table survive. A table check on a dropped column goes with
+//! it.
 
 use sea_orm_migration::prelude::*;
+
+use super::table_sql::{ColumnClauses, TableClauses};
 use sea_orm_migration::sea_orm::{
     DbBackend, SqliteTransactionMode, Statement, TransactionOptions, TransactionSession,
     TransactionTrait,
@@ -70,12 +75,16 @@ impl Change<'_> {
         matches!(self, Change::Drop(dropped) if dropped.contains(&column))
     }
 
-    fn definition(&self, column: &TableColumn) -> String {
+    /// The column's declaration in the rebuilt table: as redefined, or as it was.
+    fn definition(&self, column: &TableColumn, written: &ColumnClauses) -> String {
         match self {
             Change::Redefine(redefined) => (redefined.iter())
                 .find(|(name, _)| *name == column.name)
-                .map_or_else(|| column.definition(), |(_, definition)| definition.clone()),
-            Change::Drop(_) => column.definition(),
+                .map_or_else(
+                    || column.definition(written),
+                    |(_, definition)| definition.clone(),
+                ),
+            Change::Drop(_) => column.definition(written),
         }
     }
 
@@ -126,11 +135,15 @@ where
     }
     first(&txn).await?;
     let columns = table_columns(&txn, table).await?;
+    let written = TableClauses::parse(&table_sql(&txn, table).await?);
     let dropped = change.dropped();
     let kept: Vec<&TableColumn> = columns.iter().filter(|c| !change.drops(&c.name)).collect();
     let staging = format!("{table}__rebuild");
-    let mut definition: Vec<String> = kept.iter().map(|c| change.definition(c)).collect();
+    let mut definition: Vec<String> = (kept.iter())
+        .map(|c| change.definition(c, &written.column(&c.name)))
+        .collect();
     definition.extend(primary_key(&kept));
+    definition.extend(written.checks_without(dropped));
     definition.extend(foreign_keys(&txn, table, dropped).await?);
     let indexes = indexes(&txn, table, dropped).await?;
     definition.extend(indexes.unique_constraints);
@@ -179,7 +192,9 @@ pub struct TableColumn {
 }
 
 impl TableColumn {
-    fn definition(&self) -> String {
+    /// Its declaration: what the pragma says, and the clauses only the table's statement
+    /// holds (collation, checks).
+    fn definition(&self, written: &ColumnClauses) -> String {
         let mut sql = quote(&self.name);
         if !self.declared_type.is_empty() {
             sql.push(' ');
@@ -193,7 +208,21 @@ impl TableColumn {
             sql.push_str(" DEFAULT ");
             sql.push_str(default);
         }
+        for clause in [&written.collation, &written.checks].into_iter().flatten() {
+            sql.push(' ');
+            sql.push_str(clause);
+        }
         sql
+    }
+}
+
+/// The table's `CREATE TABLE` statement as SQLite keeps it.
+async fn table_sql<C: ConnectionTrait>(conn: &C, table: &str) -> Result<String, DbErr> {
+    let sql = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?";
+    let rows = query_rows(conn, sql, vec![table.into()]).await?;
+    match rows.first() {
+        Some(row) => row.try_get_by_index(0),
+        None => Err(DbErr::Migration(format!("table `{table}` not found"))),
     }
 }
 
