@@ -80,17 +80,36 @@ fn holds_nul(json: &str) -> String {
     format!("(instr(replace({json}, '\\\\', ''), '\\u0000') > 0)")
 }
 
-/// The statement that writes deployment `id`'s legacy columns from its links.
+/// The statement that writes deployment `id`'s legacy columns from its links, in agent id
+/// order. (An ordered subquery feeds the aggregate: `json_group_array(… ORDER BY …)` needs
+/// SQLite 3.44, and the old application's SQLite must be able to read the schema. SQLite
+/// never flattens a subquery with `ORDER BY` into an aggregate, so its rows arrive in
+/// order.)
 fn write_legacy_of(id: &str) -> String {
     format!(
         "UPDATE {DEPLOYMENT} SET \
-           job_agents = (SELECT json_group_array(json_object('ref', {}, \
-                           'config', json(l.config)) ORDER BY l.job_agent_id) \
-                         FROM {JOIN_TABLE} l WHERE l.deployment_id = {id}), \
+           job_agents = (SELECT json_group_array(json(entry)) FROM ( \
+                           SELECT json_object('ref', {}, 'config', json(l.config)) AS entry \
+                           FROM {JOIN_TABLE} l WHERE l.deployment_id = {id} \
+                           ORDER BY l.job_agent_id)), \
            job_agent_id = NULL, \
            job_agent_config = '{{}}' \
          WHERE id = {id};",
         id_display("l.job_agent_id")
+    )
+}
+
+/// A JSON value's text from its `json_type` and its SQL value (what `json_each` and
+/// `json_extract` give), as SQLite 3.37 can spell it (the `->` operator that returns it
+/// whole needs 3.38): objects and arrays as they are, strings quoted, integers as written,
+/// reals to the 17 digits that read back to the same number, and `true`, `false`, `null`.
+fn json_text(json_type: &str, value: &str) -> String {
+    format!(
+        "(CASE {json_type} WHEN 'object' THEN {value} WHEN 'array' THEN {value} \
+           WHEN 'text' THEN json_quote({value}) \
+           WHEN 'integer' THEN CAST({value} AS TEXT) \
+           WHEN 'real' THEN printf('%!.17g', {value}) \
+           ELSE {json_type} END)"
     )
 }
 
@@ -107,6 +126,14 @@ pub fn install() -> Vec<String> {
     );
     let rule_values = [
         ("scratch", scratch.clone()),
+        ("entry_text", json_text("e.type", "e.value")),
+        (
+            "entry_config_text",
+            json_text(
+                "json_type(e.value, '$.config')",
+                "json_extract(e.value, '$.config')",
+            ),
+        ),
         ("agents", agents),
         ("config", config),
         ("single_agent_key", single_agent_key),

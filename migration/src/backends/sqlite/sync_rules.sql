@@ -16,11 +16,11 @@
   WHERE NEW.job_agent_id IS NOT NULL;
   -- An entry is a string (the reference) or an object with a string "ref".
   INSERT INTO ${scratch} (idx, entry, reference, config, extra)
-  SELECT e.key, ${agents} -> e.fullkey,
+  SELECT e.key, ${entry_text},
     CASE WHEN e.type = 'text' THEN e.atom
          WHEN e.type = 'object' AND json_type(e.value, '$.ref') = 'text'
          THEN json_extract(e.value, '$.ref') END,
-    CASE WHEN e.type = 'object' THEN e.value -> '$.config' END,
+    CASE WHEN e.type = 'object' THEN ${entry_config_text} END,
     e.type = 'object' AND EXISTS (
       SELECT 1 FROM json_each(e.value) k
       WHERE k.key NOT IN ('ref', 'config') AND NOT (
@@ -33,7 +33,7 @@
   -- The agent: by its id as usually stored, else by what any stored spelling means.
   UPDATE ${scratch} SET (agent, agent_workspace, found) = (
     SELECT a.id, ${agent_workspace_key}, 1 FROM ${job_agent} a
-    WHERE a.id IN (${hyphenated_key}, upper(${hyphenated_key}), unhex(agent_key)) LIMIT 1)
+    WHERE a.id IN (${hyphenated_key}, upper(${hyphenated_key})) LIMIT 1)
   WHERE agent_key IS NOT NULL;
   UPDATE ${scratch} SET (agent, agent_workspace, found) = (
     SELECT a.id, ${agent_workspace_key}, 1 FROM ${job_agent} a
@@ -69,7 +69,7 @@
     CASE WHEN NEW.job_agent_id IS NULL THEN 'not_an_array' ELSE 'shadowed_by_job_agent_id' END
   WHERE json_valid(${agents}) AND json_type(${agents}) NOT IN ('array', 'null');
   INSERT INTO ${scratch} (idx, entry, reference, extra, reason)
-  SELECT 1000000000 + e.key, ${agents} -> e.fullkey, '', 0, 'shadowed_by_job_agent_id'
+  SELECT 1000000000 + e.key, ${entry_text}, '', 0, 'shadowed_by_job_agent_id'
   FROM json_each(CASE WHEN NEW.job_agent_id IS NOT NULL AND json_valid(${agents})
                       AND json_type(${agents}) = 'array' THEN ${agents} ELSE '[]' END) e;
   INSERT INTO ${scratch} (idx, entry, reference, extra, reason)
