@@ -1,6 +1,6 @@
 //! Fault injection for crash tests: with the `fault-injection` feature and
 //! `MIGRATION_CRASH_AT=k`, the process aborts (no cleanup, like `kill -9`) at the k-th
-//! crash point it reaches. Without the feature, [`crash_point!`](crate::crash_point) compiles to nothing.
+//! crash point it reaches; `MIGRATION_CRASH_AT=name`, at the first one of that name. Without the feature, [`crash_point!`](crate::crash_point) compiles to nothing.
 
 /// Marks a place where a crash must leave the database recoverable by a rerun of `up`.
 #[macro_export]
@@ -19,9 +19,14 @@ pub fn reached(name: &str) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static REACHED: AtomicU64 = AtomicU64::new(0);
     static TARGET: OnceLock<Option<u64>> = OnceLock::new();
+    static TARGET_NAME: OnceLock<Option<String>> = OnceLock::new();
     let target = TARGET.get_or_init(|| std::env::var("MIGRATION_CRASH_AT").ok()?.parse().ok());
+    let target_name = TARGET_NAME.get_or_init(|| {
+        let named = std::env::var("MIGRATION_CRASH_AT").ok()?;
+        named.parse::<u64>().is_err().then_some(named)
+    });
     let n = REACHED.fetch_add(1, Ordering::SeqCst) + 1;
-    if *target == Some(n) {
+    if *target == Some(n) || target_name.as_deref() == Some(name) {
         eprintln!("fault injection: aborting at crash point {n} ({name})");
         std::process::abort();
     }

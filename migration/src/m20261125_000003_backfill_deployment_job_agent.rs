@@ -9,7 +9,7 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::backfill::{backfill_all, capture, restore_constraints};
+use crate::backfill::{backfill_all, capture, forget_progress, restore_constraints};
 use crate::expand;
 use crate::tables::DeploymentJobAgent;
 
@@ -33,6 +33,9 @@ impl MigrationTrait for Migration {
     /// Removes the links the backfill wrote. The legacy columns still hold (or, after the
     /// drop migration's `down`, hold again) what the links said. Reject rows are kept.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Where an unfinished backfill stopped is forgotten before the capture goes: writes
+        // made after that could not be caught up by a run that skips what it walked.
+        forget_progress(manager.get_connection()).await?;
         // The sync goes first: deleting the links must not empty the legacy columns.
         expand::abandon(manager.get_connection()).await?;
         capture::remove(manager.get_connection()).await?;

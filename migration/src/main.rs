@@ -134,8 +134,16 @@ async fn main() -> ExitCode {
         .connect_timeout(CONNECT_TIMEOUT)
         .acquire_timeout(CONNECT_TIMEOUT);
     // PostgreSQL's notices (`… does not exist, skipping` for every `IF EXISTS`) say what the
-    // server did not do; the log says what the migration did.
-    options.map_sqlx_postgres_opts(|pg| pg.options([("client_min_messages", "warning")]));
+    // server did not do; the log says what the migration did. A `statement_timeout` the
+    // role or database carries (production roles often do) would cut a long maintenance
+    // statement short at the end of a long step: the migration bounds its lock waits
+    // itself (--lock-timeout), and its work takes as long as it takes.
+    options.map_sqlx_postgres_opts(|pg| {
+        pg.options([
+            ("client_min_messages", "warning"),
+            ("statement_timeout", "0"),
+        ])
+    });
     if let Some(schema) = cli.database_schema {
         options.set_schema_search_path(schema);
     }

@@ -178,6 +178,15 @@ pub enum LegacyColumnRecord {
     FkOnDelete,
 }
 
+/// Where an unfinished backfill stopped (see `backfill::resume`).
+#[derive(DeriveIden, Clone, Copy)]
+pub enum BackfillProgress {
+    #[sea_orm(iden = "deployment_job_agent_backfill_progress")]
+    Table,
+    Step,
+    LastDeploymentId,
+}
+
 /// Which of the legacy tables the baseline migration created (the rest existed before it
 /// and are the application's): its `down` drops only these.
 #[derive(DeriveIden, Clone, Copy)]
@@ -190,13 +199,15 @@ pub enum BaselineCreated {
 /// Tables whose rows are the migration's own bookkeeping, never an operator's data: the
 /// migrator's list of applied migrations, the baseline's record of what it created, the
 /// legacy columns' declarations (the drop's `down` needs them, nothing else), and the
-/// capture's list of deployment ids to catch up. The reject table is not among them: it is
-/// the only record of legacy values the backfill could not carry over.
-pub const BOOKKEEPING_TABLES: [&str; 4] = [
+/// capture's list of deployment ids to catch up, where an unfinished backfill stopped. The
+/// reject table is not among them: it is the only record of legacy values the backfill could
+/// not carry over.
+pub const BOOKKEEPING_TABLES: [&str; 5] = [
     "seaql_migrations",
     "deployment_job_agent_baseline_created",
     "deployment_job_agent_legacy_column",
     PENDING_TABLE,
+    "deployment_job_agent_backfill_progress",
 ];
 
 #[cfg(test)]
@@ -212,5 +223,6 @@ mod tests {
         assert_eq!(BackfillReject::Table.to_string(), REJECT_TABLE);
         assert_eq!(BaselineCreated::Table.to_string(), BOOKKEEPING_TABLES[1]);
         assert_eq!(LegacyColumnRecord::Table.to_string(), BOOKKEEPING_TABLES[2]);
+        assert_eq!(BackfillProgress::Table.to_string(), BOOKKEEPING_TABLES[4]);
     }
 }

@@ -417,6 +417,48 @@ fn no_output_shows_a_password() {
     }
 }
 
+/// Production roles often carry a `statement_timeout`. Set on the database (so every new
+/// session has it) far below what building and checking the join table's keys takes, `up`
+/// still finishes: only its lock waits are bounded, by its own lock timeout.
+#[test]
+fn a_database_wide_statement_timeout_does_not_stop_up() {
+    let dir = scratch_dir("cli_statement_timeout");
+    let database = "jat_cli_statement_timeout";
+    let url = fresh_postgres_database(database);
+    let baseline = migration(&dir, &["-u", &url, "up", "-n", "1"]);
+    assert!(
+        baseline.status.success(),
+        "{}",
+        String::from_utf8_lossy(&baseline.stderr)
+    );
+    exec_sql(
+        &url,
+        "INSERT INTO job_agent (id, name) VALUES ('6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b', 'k8s'); \
+         INSERT INTO deployment (id, name, job_agent_config, job_agents) \
+         SELECT gen_random_uuid(), 'd' || n, '{}', \
+           '[{\"ref\": \"6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b\"}]' \
+         FROM generate_series(1, 20000) n",
+    );
+    exec_sql(
+        &url,
+        &format!("ALTER DATABASE {database} SET statement_timeout = '1ms'"),
+    );
+    let up = migration(&dir, &["-u", &url, "up"]);
+    exec_sql(
+        &url,
+        &format!("ALTER DATABASE {database} RESET statement_timeout"),
+    );
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert_eq!(
+        scalar(&url, "SELECT COUNT(*) FROM deployment_job_agent"),
+        20000
+    );
+}
+
 /// PostgreSQL answers every `IF EXISTS` / `IF NOT EXISTS` that found nothing to do with a
 /// notice; even at debug level the log says what the migration did, not what the server
 /// skipped.

@@ -11,7 +11,10 @@ use tests::read::{self, LinkRow, RejectRow};
 use tests::schema::{self, ForeignKeyFacts};
 use tests::{Backend, TestDb, on_every_backend};
 
-on_every_backend!(a_crash_at_any_point_converges_on_rerun);
+on_every_backend!(
+    a_crash_at_any_point_converges_on_rerun,
+    a_failure_after_the_last_batch_does_not_walk_the_table_again,
+);
 
 /// Set for the child process: the database it migrates.
 const CHILD_URL: &str = "CRASH_TEST_CHILD_DATABASE_URL";
@@ -65,14 +68,19 @@ async fn seeded(backend: Backend, name: &str) -> TestDb {
     db
 }
 
-async fn a_crash_at_any_point_converges_on_rerun(reference: TestDb) {
-    let backend = reference.backend;
-    let legacy = Legacy::build(&reference, LegacySchema::HandBuilt).await;
+/// The end state of an uninterrupted run on `reference`.
+async fn uninterrupted(reference: &TestDb) -> EndState {
+    let legacy = Legacy::build(reference, LegacySchema::HandBuilt).await;
     seed_messy(&legacy, DEPLOYMENTS).await;
     Migrator::up(&reference.conn, None)
         .await
         .expect("uninterrupted run");
-    let expected = end_state(&reference).await;
+    end_state(reference).await
+}
+
+async fn a_crash_at_any_point_converges_on_rerun(reference: TestDb) {
+    let backend = reference.backend;
+    let expected = uninterrupted(&reference).await;
     assert!(!expected.links.is_empty() && !expected.rejects.is_empty());
 
     let mut kill_points = 0;
@@ -106,4 +114,34 @@ async fn a_crash_at_any_point_converges_on_rerun(reference: TestDb) {
         kill_points >= 10,
         "only {kill_points} kill points were reached"
     );
+}
+
+/// Killed once every batch is committed, just before the join table gets its keys back (as
+/// when a long validation fails at the end of a long step): the rerun walks no deployment
+/// again, and ends where an uninterrupted run does.
+async fn a_failure_after_the_last_batch_does_not_walk_the_table_again(reference: TestDb) {
+    let backend = reference.backend;
+    let expected = uninterrupted(&reference).await;
+    let db = seeded(backend, &format!("crash_{backend:?}_after_the_load")).await;
+    let child = tests::child_process(CHILD_URL, &db.url)
+        .env("MIGRATION_CRASH_AT", "backfill: every batch committed")
+        .env("MIGRATION_BATCH_SIZE", "4")
+        .output()
+        .expect("spawn the child");
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    assert!(
+        stderr.contains("fault injection: aborting"),
+        "the child did not stop there:\n{stderr}"
+    );
+    assert!(
+        !read::links(&db).await.is_empty(),
+        "the batches are committed"
+    );
+
+    let rerun = migration::backfill::backfill_all(&db.conn)
+        .await
+        .expect("the backfill again");
+    assert_eq!(rerun.deployments, 0, "{rerun:?}");
+    Migrator::up(&db.conn, None).await.expect("up again");
+    assert_eq!(end_state(&db).await, expected);
 }

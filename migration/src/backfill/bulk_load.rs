@@ -16,7 +16,8 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::TransactionTrait;
 
 use crate::backends;
-use crate::locks::run_step;
+use crate::backends::ConstraintStep;
+use crate::locks::{run_step, with_lock_retries};
 use crate::settings::Settings;
 use crate::tables::{
     DEPLOYMENT, DEPLOYMENT_FOREIGN_KEY, JOB_AGENT, JOB_AGENT_FOREIGN_KEY, job_agent_id_index,
@@ -85,19 +86,35 @@ where
     }
 }
 
-/// Builds the reverse index in one pass over the loaded table, unless it is there.
-async fn create_job_agent_id_index<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+/// Builds the reverse index in one pass over the loaded table, unless it is there: a step
+/// of its own (a bounded wait for its lock, no statement timeout on the build).
+async fn create_job_agent_id_index<C>(conn: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let what = "building the join table's reverse index";
     let index = job_agent_id_index().if_not_exists().to_owned();
-    conn.execute(&index).await.map(|_| ())
+    with_lock_retries(conn, what, Default::default(), |txn| {
+        let index = index.clone();
+        Box::pin(async move { txn.execute(&index).await.map(|_| ()) })
+    })
+    .await
 }
 
 /// Fresh planner statistics for the join table. The backfill just wrote every row of it, and
 /// until the server's own sampling notices, PostgreSQL plans from an empty table's figures:
 /// a page's links (100 ids, one index probe each) were then read by a full scan, 300 times
 /// slower. MariaDB re-samples on its own; SQLite keeps none unless asked.
-pub async fn refresh_statistics<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    for sql in backends::of(conn.get_database_backend()).refresh_join_table_statistics() {
-        conn.execute_unprepared(&sql).await?;
+pub async fn refresh_statistics<C>(conn: &C) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let step = ConstraintStep {
+        statements: backends::of(conn.get_database_backend()).refresh_join_table_statistics(),
+        ..Default::default()
+    };
+    if step.statements.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    run_step(conn, "refreshing the join table's statistics", &step).await
 }

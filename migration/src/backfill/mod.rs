@@ -15,6 +15,7 @@ pub mod capture;
 pub mod ids;
 pub mod preview;
 mod progress;
+mod resume;
 pub mod rules;
 mod sink;
 mod source;
@@ -109,10 +110,18 @@ where
     let loaded = load(conn, agents).await;
     let restored = bulk_load::restore(conn).await;
     let summary = loaded?;
+    crate::crash_point!("backfill: every batch committed");
     restored?;
     bulk_load::refresh_statistics(conn).await?;
+    resume::forget(conn).await?;
     summary.log("backfill", started);
     Ok(summary)
+}
+
+/// Forgets where an unfinished backfill stopped: the next one walks the whole table. The
+/// backfill's `down` does it before it stops capturing writes.
+pub async fn forget_progress<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    resume::forget(conn).await
 }
 
 /// Every batch, in id order, from the first one not committed yet.
@@ -126,7 +135,14 @@ where
     let mut progress =
         progress::Progress::start(crate::table_rows::count(conn, Deployment::Table).await?);
     let mut summary = BackfillSummary::default();
-    let mut cursor = None;
+    resume::prepare(conn).await?;
+    let mut cursor = resume::last_done(conn).await?;
+    if let Some(last) = &cursor {
+        tracing::info!(
+            "backfill: going on after deployment {} (an earlier run's batches are committed)",
+            last.key()
+        );
+    }
     // A page's rows stay locked until its links are written where the backend needs it for
     // its foreign keys, and wherever an earlier run left the sync on: a legacy write then
     // either commits first (and the page reads it) or waits and replaces the page's links.
@@ -153,6 +169,9 @@ where
                 };
                 let batch = source::read_page(txn, page, BATCH_BYTES).await?;
                 let written = apply(txn, &batch, &agents, earlier).await?;
+                if let Some(last) = batch.last() {
+                    resume::record(txn, &last.id).await?;
+                }
                 crate::crash_point!("backfill: batch written, not committed");
                 Ok(batch.last().map(|last| (last.id.clone(), written)))
             })

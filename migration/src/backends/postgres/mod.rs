@@ -27,11 +27,15 @@ impl Backend for Postgres {
     }
 
     /// `SET LOCAL`, spelled as a function so the value is bound: it ends with the transaction.
+    /// The step's work itself is not cut short by a `statement_timeout` the role or database
+    /// carries: building an index or validating a key over a big table takes as long as it
+    /// takes, and only its lock waits are bounded.
     fn bound_lock_waits(&self, timeout: Duration) -> Vec<Statement> {
         let millis = format!("{}ms", timeout.as_millis().max(1));
         vec![Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT set_config('lock_timeout', $1, true)",
+            "SELECT set_config('lock_timeout', $1, true), \
+             set_config('statement_timeout', '0', true)",
             [millis.into()],
         )]
     }
