@@ -54,6 +54,7 @@ mod m20261125_000001_create_legacy_baseline;
 mod m20261125_000002_create_deployment_job_agent;
 mod m20261125_000003_backfill_deployment_job_agent;
 mod m20261125_000004_drop_legacy_job_agent_columns;
+mod ownership;
 pub mod privileges;
 mod refill;
 pub mod replicas;

@@ -3,23 +3,21 @@
 //! A database that already has them (with any extra columns) is left exactly as it is, so
 //! platform teams can adopt the migrator on years-old databases. On a new database this
 //! creates the legacy shape, which is what the later migrations move away from. It records
-//! which tables it created (`deployment_job_agent_baseline_created`), and its `down` drops
+//! which tables it created (`deployment_job_agent_created_table`, see [`crate::ownership`]), and its `down` drops
 //! only those: never an application's own tables.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
+use crate::ownership;
 use crate::table_rows;
-use crate::tables::{BaselineCreated, DEPLOYMENT, Deployment, JOB_AGENT, JobAgent, Workspace};
+use crate::tables::{DEPLOYMENT, Deployment, JOB_AGENT, JobAgent, Workspace};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
-    /// Creates the legacy tables that are missing, recording each one it creates before it
-    /// creates it (a crash in between leaves at worst a recorded table that `down` finds
-    /// missing).
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         crate::crash_point!("m20261125_000001_create_legacy_baseline: up starts");
         crate::legacy_shape::check(manager).await?;
@@ -29,17 +27,7 @@ impl MigrationTrait for Migration {
                 missing.push(table);
             }
         }
-        manager.create_table(record_table()).await?;
-        if !missing.is_empty() {
-            let mut insert = Query::insert();
-            insert
-                .into_table(BaselineCreated::Table)
-                .columns([BaselineCreated::TableName]);
-            for table in &missing {
-                insert.values_panic([(*table).into()]);
-            }
-            manager.exec_stmt(insert).await?;
-        }
+        ownership::record(manager, &missing).await?;
         manager.create_table(workspace()).await?;
         manager.create_table(job_agent()).await?;
         manager
@@ -51,11 +39,11 @@ impl MigrationTrait for Migration {
     /// (a rollback must never destroy data silently). Tables that existed before it are the
     /// application's: they stay, and the log says so.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let created = created_tables(manager).await?;
+        let created = ownership::created(manager).await?;
+        let ours = |table: &str| created.iter().any(|c| c == table);
         let conn = manager.get_connection();
-        for table in &created {
-            if manager.has_table(table).await?
-                && table_rows::exist(conn, Alias::new(table.as_str())).await?
+        for table in LEGACY_TABLES.into_iter().filter(|t| ours(t)) {
+            if manager.has_table(table).await? && table_rows::exist(conn, Alias::new(table)).await?
             {
                 return Err(DbErr::Migration(format!(
                     "refusing to roll back the baseline: table `{table}` holds rows; \
@@ -63,9 +51,7 @@ impl MigrationTrait for Migration {
                 )));
             }
         }
-        let kept: Vec<&str> = (LEGACY_TABLES.into_iter())
-            .filter(|table| !created.iter().any(|c| c == table))
-            .collect();
+        let kept: Vec<&str> = LEGACY_TABLES.into_iter().filter(|t| !ours(t)).collect();
         if !kept.is_empty() {
             tracing::info!(
                 "baseline down: leaving {} in place: they existed before the baseline",
@@ -73,55 +59,19 @@ impl MigrationTrait for Migration {
             );
         }
         // Children first: `deployment` references the other two.
-        for table in LEGACY_TABLES.into_iter().rev() {
-            if created.iter().any(|c| c == table) {
-                let drop = Table::drop()
-                    .table(Alias::new(table))
-                    .if_exists()
-                    .to_owned();
-                manager.drop_table(drop).await?;
-            }
+        for table in LEGACY_TABLES.into_iter().rev().filter(|t| ours(t)) {
+            let drop = Table::drop()
+                .table(Alias::new(table))
+                .if_exists()
+                .to_owned();
+            manager.drop_table(drop).await?;
         }
-        let drop = Table::drop()
-            .table(BaselineCreated::Table)
-            .if_exists()
-            .to_owned();
-        manager.drop_table(drop).await
+        ownership::drop_record(manager).await
     }
 }
 
 /// The legacy tables, parents first.
 const LEGACY_TABLES: [&str; 3] = ["workspace", JOB_AGENT, DEPLOYMENT];
-
-/// The tables the baseline recorded as its own; none where it recorded nothing (a database
-/// migrated before the record existed: what it created cannot be told from what it found).
-async fn created_tables(manager: &SchemaManager<'_>) -> Result<Vec<String>, DbErr> {
-    if !manager
-        .has_table(BaselineCreated::Table.to_string())
-        .await?
-    {
-        return Ok(vec![]);
-    }
-    let query = Query::select()
-        .column(BaselineCreated::TableName)
-        .from(BaselineCreated::Table)
-        .to_owned();
-    let rows = manager.get_connection().query_all(&query).await?;
-    rows.iter().map(|row| row.try_get_by_index(0)).collect()
-}
-
-fn record_table() -> TableCreateStatement {
-    Table::create()
-        .table(BaselineCreated::Table)
-        .if_not_exists()
-        .col(
-            ColumnDef::new(BaselineCreated::TableName)
-                .string_len(64)
-                .not_null()
-                .primary_key(),
-        )
-        .to_owned()
-}
 
 fn workspace() -> TableCreateStatement {
     Table::create()

@@ -10,9 +10,10 @@ use sea_orm_migration::sea_orm::{DbBackend, Statement};
 
 use crate::backends::{self, column_type};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
+use crate::ownership;
 use crate::tables::{
     BackfillReject, DEPLOYMENT, DEPLOYMENT_FOREIGN_KEY, Deployment, DeploymentJobAgent, JOB_AGENT,
-    JOB_AGENT_FOREIGN_KEY, JobAgent, REJECT_DEPLOYMENT_INDEX, job_agent_id_index,
+    JOB_AGENT_FOREIGN_KEY, JOIN_TABLE, JobAgent, REJECT_DEPLOYMENT_INDEX, job_agent_id_index,
 };
 
 #[derive(DeriveMigrationName)]
@@ -27,6 +28,9 @@ impl MigrationTrait for Migration {
         let deployment_id = column_type(conn, DEPLOYMENT, "id").await?;
         let job_agent_id = column_type(conn, JOB_AGENT, "id").await?;
 
+        // A join table someone else filled (another tool's version of this change) is
+        // refused, so `down` never drops what it did not create.
+        ownership::claim(manager, JOIN_TABLE).await?;
         let join_table = join_table_statements(backend, &deployment_id, &job_agent_id);
         if backends::of(backend).join_table_starts_bare() {
             // A table that references no parent yet locks nothing the application uses.
@@ -75,7 +79,8 @@ impl MigrationTrait for Migration {
                 txn.execute(&drop).await.map(|_| ())
             })
         })
-        .await
+        .await?;
+        ownership::forget(manager, JOIN_TABLE).await
     }
 
     /// Each locking step runs in a transaction of its own, so a lock timeout rolls back only

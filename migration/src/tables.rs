@@ -187,24 +187,24 @@ pub enum BackfillProgress {
     LastDeploymentId,
 }
 
-/// Which of the legacy tables the baseline migration created (the rest existed before it
-/// and are the application's): its `down` drops only these.
+/// The tables the migrations created (the rest existed before them and are the
+/// application's, or another tool's): a `down` drops only these (see `ownership`).
 #[derive(DeriveIden, Clone, Copy)]
-pub enum BaselineCreated {
-    #[sea_orm(iden = "deployment_job_agent_baseline_created")]
+pub enum CreatedTable {
+    #[sea_orm(iden = "deployment_job_agent_created_table")]
     Table,
     TableName,
 }
 
 /// Tables whose rows are the migration's own bookkeeping, never an operator's data: the
-/// migrator's list of applied migrations, the baseline's record of what it created, the
+/// migrator's list of applied migrations, the record of the tables the migrations created, the
 /// legacy columns' declarations (the drop's `down` needs them, nothing else), and the
 /// capture's list of deployment ids to catch up, where an unfinished backfill stopped. The
 /// reject table is not among them: it is the only record of legacy values the backfill could
 /// not carry over.
 pub const BOOKKEEPING_TABLES: [&str; 5] = [
     "seaql_migrations",
-    "deployment_job_agent_baseline_created",
+    "deployment_job_agent_created_table",
     "deployment_job_agent_legacy_column",
     PENDING_TABLE,
     "deployment_job_agent_backfill_progress",
@@ -221,7 +221,7 @@ mod tests {
         assert_eq!(DeploymentJobAgent::Table.to_string(), JOIN_TABLE);
         assert_eq!(BackfillPending::Table.to_string(), PENDING_TABLE);
         assert_eq!(BackfillReject::Table.to_string(), REJECT_TABLE);
-        assert_eq!(BaselineCreated::Table.to_string(), BOOKKEEPING_TABLES[1]);
+        assert_eq!(CreatedTable::Table.to_string(), BOOKKEEPING_TABLES[1]);
         assert_eq!(LegacyColumnRecord::Table.to_string(), BOOKKEEPING_TABLES[2]);
         assert_eq!(BackfillProgress::Table.to_string(), BOOKKEEPING_TABLES[4]);
     }

@@ -16,6 +16,7 @@ on_every_backend!(
     baseline_down_refuses_to_drop_tables_with_rows,
     baseline_down_drops_only_the_tables_it_created,
     a_full_rollback_leaves_an_adopted_database_as_it_was,
+    a_join_table_another_tool_filled_is_refused_and_kept,
     rerunning_the_backfill_duplicates_nothing,
     links_survive_dropping_the_legacy_columns,
     writes_after_the_backfill_reach_the_links,
@@ -489,7 +490,7 @@ async fn baseline_down_drops_only_the_tables_it_created(db: TestDb) {
     );
     assert!(!read::columns(&db, "workspace_note").await.is_empty());
     assert!(
-        read::columns(&db, "deployment_job_agent_baseline_created")
+        read::columns(&db, "deployment_job_agent_created_table")
             .await
             .is_empty(),
         "the baseline's record goes with it"
@@ -530,6 +531,47 @@ async fn a_full_rollback_leaves_an_adopted_database_as_it_was(db: TestDb) {
         assert!(!read::columns(&db, table).await.is_empty(), "{table} kept");
     }
     Migrator::up(&db.conn, None).await.expect("up again");
+}
+
+/// The application's own migration tool ran its version of this change first: its
+/// `deployment_job_agent` holds links. `up` refuses before touching it, and a full `down`
+/// leaves it, rows and all.
+async fn a_join_table_another_tool_filled_is_refused_and_kept(db: TestDb) {
+    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
+    legacy.workspace(W1).await;
+    legacy.agent(A1, Some(W1)).await;
+    legacy.deployment(d(1), Some(W1), None, "{}", "[]").await;
+    let id = match db.backend {
+        Backend::Postgres => "uuid",
+        _ => "CHAR(36)",
+    };
+    db.exec(
+        &format!(
+            "CREATE TABLE deployment_job_agent (deployment_id {id} NOT NULL, \
+             job_agent_id {id} NOT NULL, PRIMARY KEY (deployment_id, job_agent_id))"
+        ),
+        vec![],
+    )
+    .await;
+    db.exec(
+        "INSERT INTO deployment_job_agent (deployment_id, job_agent_id) VALUES ($1, $2)",
+        vec![legacy.id(d(1)), legacy.id(A1)],
+    )
+    .await;
+
+    let error = Migrator::up(&db.conn, None)
+        .await
+        .expect_err("up must refuse");
+    assert!(
+        error
+            .to_string()
+            .contains("was not created by this migration"),
+        "{error}"
+    );
+    assert_eq!(read::count(&db, "deployment_job_agent").await, 1);
+    Migrator::down(&db.conn, None).await.expect("down");
+    assert_eq!(read::count(&db, "deployment_job_agent").await, 1);
+    assert!(!read::columns(&db, "deployment").await.is_empty());
 }
 
 async fn rerunning_the_backfill_duplicates_nothing(db: TestDb) {
