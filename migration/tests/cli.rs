@@ -222,6 +222,16 @@ fn fresh_postgres_database(name: &str) -> String {
     format!("{server}/{name}")
 }
 
+/// A fresh MariaDB database on the test server, dropped first if an earlier run left it;
+/// its URL.
+fn fresh_mariadb_database(name: &str) -> String {
+    let server = std::env::var("TEST_MARIADB_URL").unwrap_or("mysql://root@127.0.0.1:3306".into());
+    let admin = format!("{server}/mysql");
+    exec_sql(&admin, &format!("DROP DATABASE IF EXISTS {name}"));
+    exec_sql(&admin, &format!("CREATE DATABASE {name}"));
+    format!("{server}/{name}")
+}
+
 /// Right after `up` on an empty database only the migration's own bookkeeping holds rows
 /// (the applied migrations, the baseline's and the drop's records): nothing a user would
 /// lose, so nothing to refuse. Then, with a row of the user's, the override given the way
@@ -231,7 +241,8 @@ fn fresh_refresh_and_reset_run_on_a_database_that_holds_only_bookkeeping() {
     let dir = scratch_dir("cli_fresh_bookkeeping");
     let sqlite = format!("sqlite://{}/empty.sqlite?mode=rwc", dir.display());
     let postgres = fresh_postgres_database("jat_cli_fresh_bookkeeping");
-    for url in [sqlite, postgres] {
+    let mariadb = fresh_mariadb_database("jat_cli_fresh_bookkeeping");
+    for url in [sqlite, postgres, mariadb] {
         let up = migration(&dir, &["-u", &url, "up"]);
         assert!(
             up.status.success(),
@@ -250,11 +261,19 @@ fn fresh_refresh_and_reset_run_on_a_database_that_holds_only_bookkeeping() {
             assert!(!stderr.contains("warning"), "{command} on {url}: {stderr}");
         }
 
+        // MariaDB keeps a uuid in BINARY(16); PostgreSQL and SQLite take its text.
+        let deployment_id = if url.starts_with("mysql") {
+            "X'd0000000000040008000000000000001'"
+        } else {
+            "'d0000000-0000-4000-8000-000000000001'"
+        };
         exec_sql(
             &url,
-            "INSERT INTO deployment_job_agent_backfill_reject \
-             (deployment_id, legacy_column, entry, reason) \
-             VALUES ('d0000000-0000-4000-8000-000000000001', 'job_agents', '42', 'malformed_entry')",
+            &format!(
+                "INSERT INTO deployment_job_agent_backfill_reject \
+                 (deployment_id, legacy_column, entry, reason) \
+                 VALUES ({deployment_id}, 'job_agents', '42', 'malformed_entry')"
+            ),
         );
         let refused = migration(&dir, &["-u", &url, "fresh"]);
         assert_fails_with_one_line(&refused, "deployment_job_agent_backfill_reject (1 rows)");
