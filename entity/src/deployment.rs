@@ -22,6 +22,9 @@ pub struct Model {
     /// The owning workspace, when there is one.
     #[sea_orm(belongs_to, from = "workspace_id", to = "id")]
     pub workspace: BelongsTo<Option<super::workspace::Entity>>,
+    /// The links to the agents that run this deployment, each with its config.
+    #[sea_orm(has_many)]
+    pub deployment_job_agents: HasMany<super::deployment_job_agent::Entity>,
     /// The agents that run this deployment, through `deployment_job_agent`.
     #[sea_orm(has_many, via = "deployment_job_agent")]
     pub job_agents: HasMany<super::job_agent::Entity>,

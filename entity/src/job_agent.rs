@@ -19,6 +19,9 @@ pub struct Model {
     /// The owning workspace, when there is one.
     #[sea_orm(belongs_to, from = "workspace_id", to = "id")]
     pub workspace: BelongsTo<Option<super::workspace::Entity>>,
+    /// The links to the deployments this agent runs, each with its config.
+    #[sea_orm(has_many)]
+    pub deployment_job_agents: HasMany<super::deployment_job_agent::Entity>,
     /// The deployments this agent runs, through `deployment_job_agent`.
     #[sea_orm(has_many, via = "deployment_job_agent")]
     pub deployments: HasMany<super::deployment::Entity>,

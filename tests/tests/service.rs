@@ -22,6 +22,7 @@ on_every_backend!(
     an_agents_deployments_page_in_order_one_statement_each,
     deleting_a_deployment_or_an_agent_removes_its_links,
     concurrent_replaces_leave_exactly_one_callers_set,
+    each_call_sends_its_statements_and_no_more,
 );
 
 /// Two workspaces; agents `a1`, `a2` in `w1`, `a3` in `w2`, `shared` in none; deployment
@@ -581,4 +582,91 @@ async fn concurrent_replaces_leave_exactly_one_callers_set(db: TestDb) {
             "round {round}: a mix: {links:?}"
         );
     }
+}
+
+/// The statements each public call sends (SeaORM's metric callback; `BEGIN` and `COMMIT`
+/// are not statements to it), on the happy path and on the error path that costs most. A
+/// change that adds a round trip to any call fails here.
+async fn each_call_sends_its_statements_and_no_more(db: TestDb) {
+    let w = world(&db).await;
+    let (conn, statements) = recording_connection(&db).await;
+    let mut counts = vec![];
+    macro_rules! count {
+        ($name:expr, $call:expr) => {{
+            let (out, used) = counted(&statements, $call).await;
+            counts.push(($name, used));
+            out
+        }};
+    }
+    count!(
+        "attach_job_agent",
+        Mutation::attach_job_agent(&conn, w.d1, assign(w.a1, json!({})))
+    )
+    .unwrap();
+    let set = vec![assign(w.a1, json!({"x": 1})), assign(w.a2, json!({}))];
+    count!(
+        "replace_job_agents",
+        Mutation::replace_job_agents(&conn, w.d1, set)
+    )
+    .unwrap();
+    let new = NewDeployment {
+        name: "counted".into(),
+        resource_selector: None,
+        workspace_id: Some(w.w1),
+    };
+    let set = vec![assign(w.a1, json!({})), assign(w.shared, json!({}))];
+    let created = count!(
+        "create_deployment",
+        Mutation::create_deployment(&conn, new, set)
+    )
+    .unwrap();
+    count!(
+        "detach_job_agent",
+        Mutation::detach_job_agent(&conn, created.deployment.id, w.shared)
+    )
+    .unwrap();
+    count!(
+        "job_agents_of_deployment",
+        Query::job_agents_of_deployment(&conn, w.d1)
+    )
+    .unwrap();
+    count!(
+        "job_agents_of_deployment (no links)",
+        Query::job_agents_of_deployment(&conn, w.loose)
+    )
+    .unwrap();
+    count!(
+        "deployments_of_job_agent",
+        Query::deployments_of_job_agent(&conn, w.a1)
+    )
+    .unwrap();
+    count!(
+        "deployments_of_job_agent_page",
+        Query::deployments_of_job_agent_page(&conn, w.a1, None, 10)
+    )
+    .unwrap();
+    count!(
+        "workspace_deployments",
+        Query::workspace_deployments(&conn, w.w1, None, 10)
+    )
+    .unwrap();
+    count!(
+        "workspace_deployments (empty)",
+        Query::workspace_deployments(&conn, w.w2, None, 10)
+    )
+    .unwrap();
+    eprintln!("{:?} statements per call: {counts:?}", db.backend);
+    let expected = vec![
+        ("attach_job_agent", 3),
+        ("replace_job_agents", 4),
+        ("create_deployment", 4),
+        ("detach_job_agent", 1),
+        ("job_agents_of_deployment", 1),
+        ("job_agents_of_deployment (no links)", 2),
+        ("deployments_of_job_agent", 1),
+        ("deployments_of_job_agent_page", 1),
+        ("workspace_deployments", 2),
+        ("workspace_deployments (empty)", 2),
+    ];
+    assert_eq!(counts, expected);
 }
