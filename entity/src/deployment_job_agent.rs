@@ -1,6 +1,10 @@
 //! A link: this job agent runs this deployment, with this configuration.
 //!
 //! Deleting the deployment or the agent deletes the link (`ON DELETE CASCADE`).
+//!
+//! SeaORM's macros make the rest of this module from [`Model`]: [`Entity`], [`Column`],
+//! [`ActiveModel`], [`Relation`], and 2.0's [`ModelEx`] (a link with its deployment and
+//! agent when loaded with them), [`ActiveModelEx`] and [`EntityLoader`].
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};

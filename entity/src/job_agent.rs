@@ -1,4 +1,14 @@
 //! A job agent: something that runs a deployment's jobs (a Kubernetes cluster, a CI runner…).
+//!
+//! SeaORM's macros make the rest of this module from [`Model`]: [`Entity`], [`Column`],
+//! [`ActiveModel`] and [`Relation`] as in every SeaORM entity, and for 2.0's nested reads
+//! and writes [`ModelEx`] (a row with the relations it was loaded with),
+//! [`ActiveModelEx`] (a row with related rows to write in the same call) and
+//! [`EntityLoader`]. `Entity::load().with((deployment_job_agent::Entity, deployment::Entity))` loads agents with
+//! their links (each with its `config`) and each link's deployment;
+//! `.with(deployment::Entity)` the deployments alone. `ActiveModel::builder()` starts a nested write:
+//! `.add_deployment_job_agent(…)` adds a link with its config, `.add_deployment(…)` a link to
+//! a new or existing row. The crate's front page shows both.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -41,10 +41,19 @@ impl Mutation {
     /// Links an agent to a deployment with `config`, or replaces that link's config.
     ///
     /// ```
-    /// # async fn run(db: &sea_orm::DatabaseConnection, deployment: sea_orm::prelude::Uuid, agent: sea_orm::prelude::Uuid) -> Result<(), service::ServiceError> {
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/example_db.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (db, Example { workspace, cluster, runner, api }) = example_db().await?;
     /// use service::{AgentAssignment, Mutation};
-    /// let config = serde_json::json!({"namespace": "prod"});
-    /// Mutation::attach_job_agent(db, deployment, AgentAssignment { job_agent_id: agent, config }).await?;
+    /// let config = serde_json::json!({"namespace": "ci"});
+    /// let link = Mutation::attach_job_agent(&db, api, AgentAssignment { job_agent_id: runner, config }).await?;
+    /// assert_eq!((link.deployment_id, link.job_agent_id), (api, runner));
+    /// // Attaching it again replaces the config.
+    /// let config = serde_json::json!({"namespace": "ci-2"});
+    /// Mutation::attach_job_agent(&db, api, AgentAssignment { job_agent_id: runner, config }).await?;
+    /// let links = service::Query::job_agents_of_deployment(&db, api).await?;
+    /// assert_eq!(links.len(), 2);
     /// # Ok(()) }
     /// ```
     pub async fn attach_job_agent<C: ConnectionTrait + TransactionTrait>(
@@ -73,6 +82,17 @@ impl Mutation {
     }
 
     /// Unlinks an agent from a deployment; says whether there was a link.
+    ///
+    /// ```
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/example_db.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (db, Example { workspace, cluster, runner, api }) = example_db().await?;
+    /// assert!(service::Mutation::detach_job_agent(&db, api, cluster).await?);
+    /// assert!(!service::Mutation::detach_job_agent(&db, api, cluster).await?);
+    /// assert!(service::Query::job_agents_of_deployment(&db, api).await?.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn detach_job_agent<C: ConnectionTrait>(
         db: &C,
         deployment_id: Uuid,
@@ -86,6 +106,29 @@ impl Mutation {
 
     /// Makes `assignments` the deployment's whole agent set. Concurrent calls on the same
     /// deployment are serialised: the result is exactly one caller's set.
+    ///
+    /// ```
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/example_db.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (db, Example { workspace, cluster, runner, api }) = example_db().await?;
+    /// use service::{AgentAssignment, Mutation, ServiceError};
+    /// let set = vec![AgentAssignment { job_agent_id: runner, config: serde_json::json!({}) }];
+    /// let links = Mutation::replace_job_agents(&db, api, set).await?;
+    /// assert_eq!(links.len(), 1);
+    /// let agents = service::Query::job_agents_of_deployment(&db, api).await?;
+    /// assert_eq!(agents[0].job_agent.id, runner);
+    ///
+    /// // The same agent twice is refused, and the set stays as it was.
+    /// let twice = vec![
+    ///     AgentAssignment { job_agent_id: cluster, config: serde_json::json!({}) },
+    ///     AgentAssignment { job_agent_id: cluster, config: serde_json::json!({}) },
+    /// ];
+    /// let refused = Mutation::replace_job_agents(&db, api, twice).await;
+    /// assert!(matches!(refused, Err(ServiceError::DuplicateAgent(id)) if id == cluster));
+    /// assert_eq!(service::Query::job_agents_of_deployment(&db, api).await?, agents);
+    /// # Ok(()) }
+    /// ```
     pub async fn replace_job_agents<C: ConnectionTrait + TransactionTrait>(
         db: &C,
         deployment_id: Uuid,
@@ -94,6 +137,9 @@ impl Mutation {
         let txn = begin_write(db).await?;
         let deployment = rules::locked_deployment(&txn, deployment_id).await?;
         check_assignments(&txn, deployment.workspace_id, &assignments).await?;
+        // Not a nested active model's `Replace`: SeaORM marks replacing related rows
+        // unstable (its semantics may change in a 2.x release), and it writes each link with
+        // an insert of its own; the old set goes in one delete, the new in one insert.
         deployment_job_agent::Entity::delete_many()
             .filter(deployment_job_agent::Column::DeploymentId.eq(deployment_id))
             .exec(&txn)
@@ -104,6 +150,30 @@ impl Mutation {
     }
 
     /// Creates a deployment linked to `assignments`, all or nothing.
+    ///
+    /// ```
+    /// # include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/example_db.rs"));
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (db, Example { workspace, cluster, runner, api }) = example_db().await?;
+    /// use service::{AgentAssignment, Mutation, NewDeployment, ServiceError};
+    /// let worker = NewDeployment {
+    ///     name: "worker".into(),
+    ///     resource_selector: Some("kind == 'Pod'".into()),
+    ///     workspace_id: Some(workspace),
+    /// };
+    /// let set = vec![AgentAssignment { job_agent_id: cluster, config: serde_json::json!({"replicas": 3}) }];
+    /// let created = Mutation::create_deployment(&db, worker.clone(), set).await?;
+    /// assert_eq!(created.job_agents[0].config["replicas"], 3);
+    ///
+    /// // A config that is not an object: refused, and no deployment is created.
+    /// let set = vec![AgentAssignment { job_agent_id: cluster, config: serde_json::json!("3") }];
+    /// let refused = Mutation::create_deployment(&db, worker, set).await;
+    /// assert!(matches!(refused, Err(ServiceError::ConfigNotObject { .. })));
+    /// let page = service::Query::workspace_deployments(&db, workspace, None, 10).await?;
+    /// assert_eq!(page.deployments.len(), 2);
+    /// # Ok(()) }
+    /// ```
     pub async fn create_deployment<C: ConnectionTrait + TransactionTrait>(
         db: &C,
         new: NewDeployment,
@@ -120,6 +190,9 @@ impl Mutation {
             resource_selector: new.resource_selector,
             workspace_id: new.workspace_id,
         };
+        // Not a nested `ActiveModel::builder().add_deployment_job_agent(…).insert()`, which
+        // does the same in 1 + N statements (2 + 2N on MariaDB, reading each row back): the
+        // deployment, then every link in one multi-row insert, is two.
         deployment::Entity::insert(deployment.clone().into_active_model())
             .exec_without_returning(&txn)
             .await?;

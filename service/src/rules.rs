@@ -4,17 +4,17 @@ use std::collections::{HashMap, HashSet};
 
 use entity::{deployment, job_agent, workspace};
 use sea_orm::prelude::*;
-use sea_orm::{ConnectionTrait, QuerySelect};
+use sea_orm::{ConnectionTrait, QuerySelect, SelectExt};
 
 use crate::ServiceError;
 use crate::mutation::AgentAssignment;
 
-/// The deployment exists.
-pub async fn existing_deployment<C: ConnectionTrait>(
-    db: &C,
-    id: Uuid,
-) -> Result<deployment::Model, ServiceError> {
-    (deployment::Entity::find_by_id(id).one(db).await?).ok_or(ServiceError::DeploymentNotFound(id))
+/// The deployment exists (one `SELECT 1`; the row itself is not needed).
+pub async fn existing_deployment<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<(), ServiceError> {
+    match deployment::Entity::find_by_id(id).exists(db).await? {
+        true => Ok(()),
+        false => Err(ServiceError::DeploymentNotFound(id)),
+    }
 }
 
 /// The deployment exists, and no other mutation of it can proceed until this transaction
@@ -30,17 +30,17 @@ pub async fn locked_deployment<C: ConnectionTrait>(
 
 /// The workspace exists.
 pub async fn existing_workspace<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<(), ServiceError> {
-    match workspace::Entity::find_by_id(id).one(db).await? {
-        Some(_) => Ok(()),
-        None => Err(ServiceError::WorkspaceNotFound(id)),
+    match workspace::Entity::find_by_id(id).exists(db).await? {
+        true => Ok(()),
+        false => Err(ServiceError::WorkspaceNotFound(id)),
     }
 }
 
 /// The job agent exists.
 pub async fn existing_job_agent<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<(), ServiceError> {
-    match job_agent::Entity::find_by_id(id).one(db).await? {
-        Some(_) => Ok(()),
-        None => Err(ServiceError::JobAgentNotFound(id)),
+    match job_agent::Entity::find_by_id(id).exists(db).await? {
+        true => Ok(()),
+        false => Err(ServiceError::JobAgentNotFound(id)),
     }
 }
 
