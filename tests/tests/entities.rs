@@ -268,6 +268,18 @@ async fn the_loader_gives_each_link_its_config_and_agent(db: TestDb) {
     ];
     assert_eq!(seen, expected);
 
+    // Across the link, the agents alone.
+    let through = deployment::Entity::load()
+        .filter_by_id(web.id)
+        .with(job_agent::Entity)
+        .one(&db.conn)
+        .await
+        .unwrap()
+        .expect("web");
+    let mut ids: Vec<Uuid> = through.job_agents.iter().map(|agent| agent.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![agents[0].id, agents[1].id]);
+
     // The other way round: an agent's links with their deployments.
     let runner = job_agent::Entity::load()
         .filter_by_id(agents[2].id)
