@@ -40,6 +40,9 @@
 #![warn(missing_docs)]
 
 pub use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DatabaseExecutor;
+
+use migrator_lock::steps::Steps;
 
 mod backends;
 pub mod backfill;
@@ -54,6 +57,7 @@ mod m20261125_000001_create_legacy_baseline;
 mod m20261125_000002_create_deployment_job_agent;
 mod m20261125_000003_backfill_deployment_job_agent;
 mod m20261125_000004_drop_legacy_job_agent_columns;
+mod migrator_lock;
 mod ownership;
 pub mod privileges;
 mod refill;
@@ -67,6 +71,9 @@ mod tables;
 /// The migrations, in order.
 pub struct Migrator;
 
+/// Every command that changes the schema holds the migrator lock (see `migrator_lock`)
+/// from before it reads which migrations are pending until it is done, so that replicas
+/// starting at once apply each migration once: the others wait, then find nothing to do.
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -76,5 +83,88 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_backfill_deployment_job_agent::Migration),
             Box::new(m20261125_000004_drop_legacy_job_agent_columns::Migration),
         ]
+    }
+
+    async fn up<'c, C>(db: C, steps: Option<u32>) -> Result<(), DbErr>
+    where
+        C: IntoSchemaManagerConnection<'c>,
+    {
+        let db = db.into_database_executor();
+        let db = &db;
+        migrator_lock::run(db, |held, waited_for| async move {
+            let migrator = Steps::new(<Self as MigratorTrait>::migrations, held);
+            if let Some(holder) = waited_for
+                && migrator.nothing_pending(db).await?
+            {
+                tracing::info!(
+                    "nothing to do: {holder} applied the migrations while this one waited"
+                );
+                return Ok(());
+            }
+            migrator.up(reborrow(db), steps).await
+        })
+        .await
+    }
+
+    async fn down<'c, C>(db: C, steps: Option<u32>) -> Result<(), DbErr>
+    where
+        C: IntoSchemaManagerConnection<'c>,
+    {
+        locked(db.into_database_executor(), async |migrator, db| {
+            migrator.down(db, steps).await
+        })
+        .await
+    }
+
+    async fn fresh<'c, C>(db: C) -> Result<(), DbErr>
+    where
+        C: IntoSchemaManagerConnection<'c>,
+    {
+        locked(db.into_database_executor(), async |migrator, db| {
+            migrator.fresh(db).await
+        })
+        .await
+    }
+
+    async fn refresh<'c, C>(db: C) -> Result<(), DbErr>
+    where
+        C: IntoSchemaManagerConnection<'c>,
+    {
+        locked(db.into_database_executor(), async |migrator, db| {
+            migrator.refresh(db).await
+        })
+        .await
+    }
+
+    async fn reset<'c, C>(db: C) -> Result<(), DbErr>
+    where
+        C: IntoSchemaManagerConnection<'c>,
+    {
+        locked(db.into_database_executor(), async |migrator, db| {
+            migrator.reset(db).await
+        })
+        .await
+    }
+}
+
+/// `command` run by sea-orm-migration under the migrator lock.
+async fn locked<F>(db: DatabaseExecutor<'_>, command: F) -> Result<(), DbErr>
+where
+    F: AsyncFnOnce(&Steps, DatabaseExecutor<'_>) -> Result<(), DbErr>,
+{
+    let db = &db;
+    migrator_lock::run(db, |held, _| async move {
+        let migrator = Steps::new(<Migrator as MigratorTrait>::migrations, held);
+        command(&migrator, reborrow(db)).await
+    })
+    .await
+}
+
+/// The same connection or transaction, borrowed again, to hand to sea-orm-migration.
+fn reborrow<'a>(db: &'a DatabaseExecutor<'_>) -> DatabaseExecutor<'a> {
+    match db {
+        DatabaseExecutor::Connection(conn) => DatabaseExecutor::Connection(conn),
+        DatabaseExecutor::Transaction(txn) => DatabaseExecutor::Transaction(txn),
+        DatabaseExecutor::OwnedTransaction(txn) => DatabaseExecutor::Transaction(txn),
     }
 }

@@ -63,6 +63,12 @@ struct Cli {
           value_parser = settings::parse_duration)]
     max_replica_lag: Option<Duration>,
 
+    /// How long to wait for another migrator of the same database (another replica of a
+    /// rolling deploy) to finish before giving up, changing nothing. Default 15m.
+    #[arg(long, global = true, env = settings::MIGRATOR_WAIT_ENV,
+          value_parser = settings::parse_duration)]
+    migrator_wait: Option<Duration>,
+
     /// `fresh`, `refresh` and `reset`: drop tables that hold rows (every table of the
     /// database for `fresh`). Without it they refuse and name the tables. Through
     /// `sea-orm-cli migrate`, which passes on no flag of ours, set MIGRATION_DISCARD_DATA=1.
@@ -103,6 +109,7 @@ async fn main() -> ExitCode {
             lock_timeout: cli.lock_timeout.unwrap_or(settings.lock_timeout),
             lock_retry_for: cli.lock_retry_for.unwrap_or(settings.lock_retry_for),
             max_replica_lag: cli.max_replica_lag.or(settings.max_replica_lag),
+            migrator_wait: cli.migrator_wait.unwrap_or(settings.migrator_wait),
             ..settings
         }
         .install(),

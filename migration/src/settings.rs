@@ -29,6 +29,10 @@ pub const LOCK_RETRY_FOR_ENV: &str = "MIGRATION_LOCK_RETRY_FOR";
 pub const BATCH_SIZE_ENV: &str = "MIGRATION_BATCH_SIZE";
 /// Environment variable for [`Settings::max_replica_lag`] (`2s`, `500ms`, …).
 pub const MAX_REPLICA_LAG_ENV: &str = "MIGRATION_MAX_REPLICA_LAG";
+/// Environment variable for [`Settings::migrator_wait`] (`15m`, `90s`, …).
+pub const MIGRATOR_WAIT_ENV: &str = "MIGRATION_MIGRATOR_WAIT";
+/// Environment variable for [`Settings::migrator_lease`] (`30s`, …).
+pub const MIGRATOR_LEASE_ENV: &str = "MIGRATION_MIGRATOR_LEASE";
 
 /// What a migration may cost the application beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +50,12 @@ pub struct Settings {
     /// When set, batched steps pause between batches while a streaming replica has not
     /// replayed WAL older than this (PostgreSQL; see [`crate::replicas`]).
     pub max_replica_lag: Option<Duration>,
+    /// How long a migrator waits for another one (a replica of a rolling deploy that
+    /// started first) to finish before it gives up with an error, changing nothing.
+    pub migrator_wait: Duration,
+    /// MariaDB: how long the migrator lock outlives a migrator that stopped renewing it
+    /// (killed, or cut off from the cluster). It renews it six times as often.
+    pub migrator_lease: Duration,
 }
 
 impl Default for Settings {
@@ -55,6 +65,8 @@ impl Default for Settings {
             lock_retry_for: Duration::from_secs(15 * 60),
             batch_size: 2_000,
             max_replica_lag: None,
+            migrator_wait: Duration::from_secs(15 * 60),
+            migrator_lease: Duration::from_secs(30),
         }
     }
 }
@@ -78,7 +90,8 @@ static INSTALLED: RwLock<Option<Settings>> = RwLock::new(None);
 
 impl Settings {
     /// The defaults, overridden by `MIGRATION_LOCK_TIMEOUT`, `MIGRATION_LOCK_RETRY_FOR`,
-    /// `MIGRATION_BATCH_SIZE` and `MIGRATION_MAX_REPLICA_LAG` where set.
+    /// `MIGRATION_BATCH_SIZE`, `MIGRATION_MAX_REPLICA_LAG`, `MIGRATION_MIGRATOR_WAIT` and
+    /// `MIGRATION_MIGRATOR_LEASE` where set.
     pub fn from_env() -> Result<Settings, SettingsError> {
         let defaults = Settings::default();
         let batch_size = |text: &str| match text.trim().parse() {
@@ -92,6 +105,10 @@ impl Settings {
                 .unwrap_or(defaults.lock_retry_for),
             batch_size: env_setting(BATCH_SIZE_ENV, batch_size)?.unwrap_or(defaults.batch_size),
             max_replica_lag: env_setting(MAX_REPLICA_LAG_ENV, parse_duration)?,
+            migrator_wait: env_setting(MIGRATOR_WAIT_ENV, parse_duration)?
+                .unwrap_or(defaults.migrator_wait),
+            migrator_lease: env_setting(MIGRATOR_LEASE_ENV, parse_duration)?
+                .unwrap_or(defaults.migrator_lease),
         })
     }
 

@@ -196,18 +196,38 @@ pub enum CreatedTable {
     TableName,
 }
 
+/// Who holds the migrator lock (see `migrator_lock`): one row, named `migrate`.
+#[derive(DeriveIden, Clone, Copy)]
+pub enum MigratorLock {
+    #[sea_orm(iden = "deployment_job_agent_migrator")]
+    Table,
+    Name,
+    /// A token of the holding run, none when nobody holds the lock.
+    Owner,
+    Host,
+    Pid,
+    Step,
+    Since,
+    /// MariaDB: when the lease lapses, in the server's clock (milliseconds since 1970).
+    LeaseUntil,
+    /// MariaDB: the server (`host:port`) the holder's session is on.
+    Node,
+}
+
 /// Tables whose rows are the migration's own bookkeeping, never an operator's data: the
 /// migrator's list of applied migrations, the record of the tables the migrations created, the
 /// legacy columns' declarations (the drop's `down` needs them, nothing else), and the
-/// capture's list of deployment ids to catch up, where an unfinished backfill stopped. The
+/// capture's list of deployment ids to catch up, where an unfinished backfill stopped, who
+/// holds the migrator lock. The
 /// reject table is not among them: it is the only record of legacy values the backfill could
 /// not carry over.
-pub const BOOKKEEPING_TABLES: [&str; 5] = [
+pub const BOOKKEEPING_TABLES: [&str; 6] = [
     "seaql_migrations",
     "deployment_job_agent_created_table",
     "deployment_job_agent_legacy_column",
     PENDING_TABLE,
     "deployment_job_agent_backfill_progress",
+    "deployment_job_agent_migrator",
 ];
 
 #[cfg(test)]
@@ -224,5 +244,6 @@ mod tests {
         assert_eq!(CreatedTable::Table.to_string(), BOOKKEEPING_TABLES[1]);
         assert_eq!(LegacyColumnRecord::Table.to_string(), BOOKKEEPING_TABLES[2]);
         assert_eq!(BackfillProgress::Table.to_string(), BOOKKEEPING_TABLES[4]);
+        assert_eq!(MigratorLock::Table.to_string(), BOOKKEEPING_TABLES[5]);
     }
 }

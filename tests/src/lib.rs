@@ -6,6 +6,7 @@
 //! `TEST_POSTGRES_URL` and `TEST_MARIADB_URL` override the servers (default: the local
 //! services, `postgres://postgres@127.0.0.1:5432` and `mysql://root@127.0.0.1:3306`).
 
+pub mod end_state;
 pub mod galera;
 #[cfg(feature = "runtime-tokio")]
 pub mod generated;

@@ -6,9 +6,9 @@
 #![cfg(feature = "runtime-tokio")]
 
 use migration::{Migrator, MigratorTrait};
+use tests::end_state::{EndState, end_state};
 use tests::legacy::{Legacy, LegacySchema, seed_messy};
-use tests::read::{self, LinkRow, RejectRow};
-use tests::schema::{self, ForeignKeyFacts};
+use tests::read;
 use tests::{Backend, TestDb, on_every_backend};
 
 on_every_backend!(
@@ -27,38 +27,6 @@ fn child_process_entry_point() {
         return;
     };
     tests::migrate_as_child(&url, false);
-}
-
-/// What must be the same after a rerun as after an uninterrupted run.
-#[derive(Debug, PartialEq)]
-struct EndState {
-    links: Vec<LinkRow>,
-    rejects: Vec<RejectRow>,
-    deployment_columns: Vec<String>,
-    join_foreign_keys: Vec<ForeignKeyFacts>,
-    reverse_index: Vec<String>,
-    pending_table: Vec<String>,
-    pending_migrations: usize,
-}
-
-async fn end_state(db: &TestDb) -> EndState {
-    EndState {
-        links: read::links(db).await,
-        rejects: read::rejects(db).await,
-        deployment_columns: read::columns(db, "deployment").await,
-        join_foreign_keys: schema::foreign_keys(db, "deployment_job_agent").await,
-        reverse_index: schema::index_columns(
-            db,
-            "deployment_job_agent",
-            "deployment_job_agent_job_agent_id_idx",
-        )
-        .await,
-        pending_table: read::columns(db, "deployment_job_agent_backfill_pending").await,
-        pending_migrations: Migrator::get_pending_migrations(&db.conn)
-            .await
-            .unwrap()
-            .len(),
-    }
 }
 
 async fn seeded(backend: Backend, name: &str) -> TestDb {

@@ -266,7 +266,7 @@ async fn restoring_many_columns_never_holds_readers_for_long(backend: Backend) {
         lock_timeout: LOCK_TIMEOUT,
         lock_retry_for: Duration::from_secs(120),
         batch_size: 500,
-        max_replica_lag: None,
+        ..Settings::default()
     }
     .install();
     let db = seeded(backend, "locks_restore_many").await;

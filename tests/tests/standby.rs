@@ -27,6 +27,7 @@ async fn ready_for_the_backfill(test: &str, retry_for: Duration) -> (StandbyDb, 
         lock_retry_for: retry_for,
         batch_size: 10,
         max_replica_lag: Some(MAX_LAG),
+        ..Settings::default()
     }
     .install();
     let db = StandbyDb::create(test).await;

@@ -1,0 +1,166 @@
+//! The row that says who holds the migrator lock, on every backend (on MariaDB it is the
+//! lock itself: see `mysql`).
+
+use std::fmt;
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::ConnectionTrait;
+
+use crate::tables::MigratorLock;
+
+/// The row's name: one lock per database (per schema on PostgreSQL).
+pub(super) const LOCK_NAME: &str = "migrate";
+
+/// Who holds the migrator lock, as it said when it took it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Holder {
+    /// The holder's host name.
+    pub host: Option<String>,
+    /// Its process id.
+    pub pid: Option<i64>,
+    /// The step it is at (`up m20261125_000003_backfill_deployment_job_agent`).
+    pub step: Option<String>,
+    /// When it took the lock (UTC, RFC 3339).
+    pub since: Option<String>,
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (Some(host), Some(pid)) = (&self.host, self.pid) else {
+            return write!(f, "a migrator that has not said who it is yet");
+        };
+        write!(f, "the migrator on host {host}, process {pid}")?;
+        if let Some(step) = &self.step {
+            write!(f, ", at `{step}`")?;
+        }
+        if let Some(since) = &self.since {
+            write!(f, ", holding the lock since {since}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The table, when missing.
+pub(super) async fn create_table<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    let text = |column| ColumnDef::new(column).string_len(255).null().to_owned();
+    let table = Table::create()
+        .table(MigratorLock::Table)
+        .if_not_exists()
+        .col(
+            ColumnDef::new(MigratorLock::Name)
+                .string_len(64)
+                .not_null()
+                .primary_key(),
+        )
+        .col(ColumnDef::new(MigratorLock::Owner).string_len(64).null())
+        .col(text(MigratorLock::Host))
+        .col(ColumnDef::new(MigratorLock::Pid).big_integer().null())
+        .col(text(MigratorLock::Step))
+        .col(ColumnDef::new(MigratorLock::Since).string_len(64).null())
+        .col(
+            ColumnDef::new(MigratorLock::LeaseUntil)
+                .big_integer()
+                .null(),
+        )
+        .col(text(MigratorLock::Node))
+        .to_owned();
+    db.execute(&table).await.map(|_| ())
+}
+
+/// This process, as the row names it: host, pid, now.
+pub(super) fn this_process() -> [(MigratorLock, SimpleExpr); 3] {
+    let since = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    [
+        (MigratorLock::Host, Expr::val(host_name())),
+        (MigratorLock::Pid, Expr::val(i64::from(std::process::id()))),
+        (MigratorLock::Since, Expr::val(since)),
+    ]
+}
+
+/// Writes this run in as the holder (PostgreSQL and SQLite, whose lock is held elsewhere).
+pub(super) async fn claim<C: ConnectionTrait>(db: &C, token: &str) -> Result<(), DbErr> {
+    create_table(db).await?;
+    let delete = Query::delete()
+        .from_table(MigratorLock::Table)
+        .and_where(Expr::col(MigratorLock::Name).eq(LOCK_NAME))
+        .to_owned();
+    db.execute(&delete).await?;
+    let mut columns = vec![MigratorLock::Name, MigratorLock::Owner];
+    let mut values: Vec<SimpleExpr> = vec![Expr::val(LOCK_NAME), Expr::val(token)];
+    for (column, value) in this_process() {
+        columns.push(column);
+        values.push(value);
+    }
+    let insert = Query::insert()
+        .into_table(MigratorLock::Table)
+        .columns(columns)
+        .values_panic(values)
+        .to_owned();
+    db.execute(&insert).await.map(|_| ())
+}
+
+/// Who holds the lock now, as far as the row says.
+pub(super) async fn current<C: ConnectionTrait>(db: &C) -> Result<Holder, DbErr> {
+    let select = Query::select()
+        .columns([
+            MigratorLock::Host,
+            MigratorLock::Pid,
+            MigratorLock::Step,
+            MigratorLock::Since,
+        ])
+        .from(MigratorLock::Table)
+        .and_where(Expr::col(MigratorLock::Name).eq(LOCK_NAME))
+        .and_where(Expr::col(MigratorLock::Owner).is_not_null())
+        .to_owned();
+    let Some(row) = db.query_one(&select).await? else {
+        return Ok(Holder::default());
+    };
+    Ok(Holder {
+        host: row.try_get_by_index(0)?,
+        pid: row.try_get_by_index(1)?,
+        step: row.try_get_by_index(2)?,
+        since: row.try_get_by_index(3)?,
+    })
+}
+
+/// Records the step the holder is at.
+pub(super) async fn set_step<C: ConnectionTrait>(
+    db: &C,
+    token: &str,
+    step: &str,
+) -> Result<(), DbErr> {
+    let update = Query::update()
+        .table(MigratorLock::Table)
+        .value(MigratorLock::Step, step)
+        .and_where(Expr::col(MigratorLock::Name).eq(LOCK_NAME))
+        .and_where(Expr::col(MigratorLock::Owner).eq(token))
+        .to_owned();
+    db.execute(&update).await.map(|_| ())
+}
+
+/// Clears the row, if this run still holds it (on MariaDB: gives the lease back).
+pub(super) async fn clear<C: ConnectionTrait>(db: &C, token: &str) -> Result<(), DbErr> {
+    let null = || Expr::val(Option::<String>::None);
+    let update = Query::update()
+        .table(MigratorLock::Table)
+        .values([
+            (MigratorLock::Owner, null()),
+            (MigratorLock::Step, null()),
+            (MigratorLock::LeaseUntil, Expr::val(Option::<i64>::None)),
+        ])
+        .and_where(Expr::col(MigratorLock::Name).eq(LOCK_NAME))
+        .and_where(Expr::col(MigratorLock::Owner).eq(token))
+        .to_owned();
+    db.execute(&update).await.map(|_| ())
+}
+
+/// The host's name, as `hostname` prints it.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}

@@ -1,0 +1,208 @@
+//! One migrator at a time. A rolling deploy starts several replicas whose start-up runs
+//! `up`; without a lock they race on the catalogue (`duplicate key … pg_type_typname_nsp_index`)
+//! and run the backfill twice. Every `up`, `down`, `fresh`, `refresh` and `reset` holds this
+//! lock from before it reads which migrations are pending until it has applied them; the
+//! others wait (up to [`Settings::migrator_wait`]), saying who holds it, then find the work
+//! done.
+//!
+//! How each backend holds it, so that a migrator that dies leaves no lock behind:
+//! - PostgreSQL: a session advisory lock on a connection of its own, taken out of the pool;
+//!   it ends with the session.
+//! - MariaDB: a lease, a row of `deployment_job_agent_migrator` claimed by an `UPDATE` and
+//!   renewed while the work runs. `GET_LOCK` and `LOCK TABLES` do not hold across a Galera
+//!   cluster; a row does, since two nodes claiming it at once fail certification, and one of
+//!   them loses. A holder that dies stops renewing: the lease lapses after
+//!   [`Settings::migrator_lease`].
+//! - SQLite: an exclusive `flock` on the database file (SQLite itself locks with `fcntl`,
+//!   which it does not disturb); it ends with the process. An in-memory database has one
+//!   process and needs none.
+//!
+//! The same table says who holds the lock (host, process, step, since) on every backend.
+
+mod holder;
+mod mysql;
+mod postgres;
+mod sqlite;
+pub mod steps;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{DatabaseConnection, DatabaseExecutor, DbBackend};
+
+use crate::runtime;
+use crate::settings::{Settings, format_duration};
+
+pub use holder::Holder;
+
+/// How a lock is held while the work runs.
+enum Hold {
+    /// PostgreSQL: the session that holds the advisory lock.
+    Session(postgres::Session),
+    /// PostgreSQL inside a caller's transaction: the transaction holds it.
+    Transaction,
+    /// MariaDB: the lease row, renewed by [`run`], and `GET_LOCK`'s session where the
+    /// server allows it.
+    Lease(Option<mysql::Session>),
+    /// SQLite: the open, locked database file.
+    File(std::fs::File),
+    /// Nothing to hold (an in-memory SQLite database; a caller's MariaDB transaction).
+    Unshared,
+}
+
+/// The lock, held by this run.
+pub struct Held {
+    hold: Mutex<Option<Hold>>,
+    /// The holding run's token in the holder row.
+    token: String,
+    /// Where the holder row is written (autocommit, outside any migration's transaction);
+    /// none when the caller passed a transaction of its own.
+    record: Option<DatabaseConnection>,
+}
+
+impl Held {
+    /// Says which step the holder is at, for those waiting (best effort: the table may
+    /// have just been dropped by `fresh`).
+    pub async fn at_step(&self, step: &str) {
+        if let Some(db) = &self.record
+            && let Err(error) = holder::set_step(db, &self.token, step).await
+        {
+            tracing::debug!("could not record the migrator's step: {error}");
+        }
+    }
+}
+
+/// Runs `work` holding the migrator lock; `work` gets the lock (to report its steps) and,
+/// when this run had to wait for another, who that was.
+pub async fn run<T, F, Fut>(db: &DatabaseExecutor<'_>, work: F) -> Result<T, DbErr>
+where
+    F: FnOnce(Arc<Held>, Option<Holder>) -> Fut,
+    Fut: Future<Output = Result<T, DbErr>>,
+{
+    let settings = Settings::current()?;
+    let (held, waited_for) = acquire(db, &settings).await?;
+    let held = Arc::new(held);
+    let leased = matches!(*held.hold.lock().unwrap(), Some(Hold::Lease(_)));
+    let result = if leased {
+        let work = std::pin::pin!(work(held.clone(), waited_for));
+        let renew = std::pin::pin!(mysql::keep_renewing(db, &held.token, &settings));
+        match futures_util::future::select(work, renew).await {
+            futures_util::future::Either::Left((result, _)) => result,
+            futures_util::future::Either::Right((lost, _)) => Err(lost),
+        }
+    } else {
+        work(held.clone(), waited_for).await
+    };
+    release(&held).await;
+    result
+}
+
+/// Takes the lock, waiting for the holder up to the setting; returns who was waited for.
+async fn acquire(
+    db: &DatabaseExecutor<'_>,
+    settings: &Settings,
+) -> Result<(Held, Option<Holder>), DbErr> {
+    let token = uuid::Uuid::new_v4().to_string();
+    let record = match db {
+        DatabaseExecutor::Connection(conn) => Some((*conn).clone()),
+        _ => None,
+    };
+    let started = Instant::now();
+    let mut waited_for: Option<Holder> = None;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        if let Some(hold) = try_acquire(db, &token, settings).await? {
+            let held = Held {
+                hold: Mutex::new(Some(hold)),
+                token,
+                record,
+            };
+            if let Some(db) = &held.record
+                && !matches!(
+                    *held.hold.lock().unwrap(),
+                    Some(Hold::Lease(_) | Hold::Unshared)
+                )
+            {
+                holder::claim(db, &held.token).await?;
+            }
+            return Ok((held, waited_for));
+        }
+        let holder = holder::current(db).await.unwrap_or_default();
+        if waited_for.as_ref() != Some(&holder) {
+            tracing::info!("waiting for another migrator of this database: {holder}");
+        }
+        waited_for = Some(holder);
+        if started.elapsed() >= settings.migrator_wait {
+            let holder = waited_for.unwrap_or_default();
+            return Err(DbErr::Migration(format!(
+                "another migrator still holds the migration lock after {} ({holder}); \
+                 nothing was changed (wait longer with --migrator-wait or {})",
+                format_duration(settings.migrator_wait),
+                crate::settings::MIGRATOR_WAIT_ENV
+            )));
+        }
+        runtime::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// One attempt; `None` while another migrator holds the lock.
+async fn try_acquire(
+    db: &DatabaseExecutor<'_>,
+    token: &str,
+    settings: &Settings,
+) -> Result<Option<Hold>, DbErr> {
+    match (db.get_database_backend(), db) {
+        (DbBackend::Postgres, DatabaseExecutor::Connection(conn)) => {
+            Ok(postgres::Session::try_lock(conn).await?.map(Hold::Session))
+        }
+        (DbBackend::Postgres, _) => {
+            let locked = postgres::try_lock_in_transaction(db).await?;
+            Ok(locked.then_some(Hold::Transaction))
+        }
+        (DbBackend::MySql, DatabaseExecutor::Connection(conn)) => {
+            let lease = settings.migrator_lease;
+            match mysql::Session::try_lock(conn).await {
+                mysql::SessionLock::Busy => Ok(None),
+                mysql::SessionLock::Held(session) => {
+                    if mysql::try_claim(db, token, lease, true).await? {
+                        return Ok(Some(Hold::Lease(Some(session))));
+                    }
+                    session.close().await;
+                    Ok(None)
+                }
+                mysql::SessionLock::Unavailable => {
+                    let claimed = mysql::try_claim(db, token, lease, false).await?;
+                    Ok(claimed.then_some(Hold::Lease(None)))
+                }
+            }
+        }
+        (DbBackend::MySql, _) => Ok(Some(Hold::Unshared)),
+        (DbBackend::Sqlite, _) => match sqlite::database_file(db).await? {
+            None => Ok(Some(Hold::Unshared)),
+            Some(path) => Ok(sqlite::try_lock(&path)?.map(Hold::File)),
+        },
+        (backend, _) => Err(DbErr::Migration(format!("unsupported backend {backend:?}"))),
+    }
+}
+
+/// Gives the lock back: the holder row cleared (on MariaDB, the lease), then the session
+/// closed, the file closed. Nothing here can keep the lock: a session or file closes with
+/// the process, a lease lapses.
+async fn release(held: &Held) {
+    let hold = held.hold.lock().unwrap().take();
+    if let Some(record) = &held.record
+        && let Err(error) = holder::clear(record, &held.token).await
+    {
+        // `fresh` and `reset` may have dropped the table with the row.
+        tracing::debug!("could not clear the migrator lock's row: {error}");
+    }
+    match hold {
+        Some(Hold::Session(session)) => session.close().await,
+        Some(Hold::File(file)) => drop(file),
+        Some(Hold::Lease(Some(session))) => session.close().await,
+        Some(Hold::Transaction | Hold::Lease(None) | Hold::Unshared) | None => {}
+    }
+}

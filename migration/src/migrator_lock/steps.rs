@@ -1,0 +1,103 @@
+//! The migrator as the lock holder runs it: sea-orm-migration's own `up`, `down`, `fresh`,
+//! `refresh` and `reset` (through `MigratorTraitSelf`, whose provided methods they are), on
+//! migrations that each tell the lock which step they are at.
+
+use std::sync::Arc;
+
+use sea_orm_migration::MigratorTraitSelf;
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DatabaseExecutor;
+
+use super::Held;
+
+/// The migrations, each reporting its step to the lock.
+pub struct Steps {
+    migrations: fn() -> Vec<Box<dyn MigrationTrait>>,
+    held: Arc<Held>,
+}
+
+impl Steps {
+    /// `migrations` (a migrator's list) run under `held`.
+    pub fn new(migrations: fn() -> Vec<Box<dyn MigrationTrait>>, held: Arc<Held>) -> Steps {
+        Steps { migrations, held }
+    }
+
+    /// Whether every migration is applied already (not when the migrator's table is not
+    /// there yet: then `up` installs it).
+    pub async fn nothing_pending(&self, db: &DatabaseExecutor<'_>) -> Result<bool, DbErr> {
+        let pending = MigratorTraitSelf::get_pending_migrations_read_only(self, db).await;
+        Ok(pending.is_ok_and(|pending| pending.is_empty()))
+    }
+
+    /// sea-orm-migration's `up`.
+    pub async fn up(&self, db: DatabaseExecutor<'_>, steps: Option<u32>) -> Result<(), DbErr> {
+        MigratorTraitSelf::up(self, db, steps).await
+    }
+
+    /// sea-orm-migration's `down`.
+    pub async fn down(&self, db: DatabaseExecutor<'_>, steps: Option<u32>) -> Result<(), DbErr> {
+        MigratorTraitSelf::down(self, db, steps).await
+    }
+
+    /// sea-orm-migration's `fresh`.
+    pub async fn fresh(&self, db: DatabaseExecutor<'_>) -> Result<(), DbErr> {
+        MigratorTraitSelf::fresh(self, db).await
+    }
+
+    /// sea-orm-migration's `refresh`.
+    pub async fn refresh(&self, db: DatabaseExecutor<'_>) -> Result<(), DbErr> {
+        MigratorTraitSelf::refresh(self, db).await
+    }
+
+    /// sea-orm-migration's `reset`.
+    pub async fn reset(&self, db: DatabaseExecutor<'_>) -> Result<(), DbErr> {
+        MigratorTraitSelf::reset(self, db).await
+    }
+}
+
+#[async_trait::async_trait]
+impl MigratorTraitSelf for Steps {
+    fn migrations(&self) -> Vec<Box<dyn MigrationTrait>> {
+        let held = &self.held;
+        (self.migrations)()
+            .into_iter()
+            .map(|inner| -> Box<dyn MigrationTrait> {
+                Box::new(Reported {
+                    inner,
+                    held: held.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A migration that records, before it runs, that the holder is at it.
+struct Reported {
+    inner: Box<dyn MigrationTrait>,
+    held: Arc<Held>,
+}
+
+impl MigrationName for Reported {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Reported {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let step = format!("up {}", self.name());
+        self.held.at_step(&step).await;
+        self.inner.up(manager).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let step = format!("down {}", self.name());
+        self.held.at_step(&step).await;
+        self.inner.down(manager).await
+    }
+
+    fn use_transaction(&self) -> Option<bool> {
+        self.inner.use_transaction()
+    }
+}
