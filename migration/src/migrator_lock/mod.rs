@@ -125,7 +125,10 @@ async fn acquire(
                     Some(Hold::Lease(_) | Hold::Unshared)
                 )
             {
-                holder::claim(db, &held.token).await?;
+                // Only what waiters are told: the lock itself is held already.
+                if let Err(error) = holder::claim(db, &held.token).await {
+                    tracing::debug!("could not record the migrator lock's holder: {error}");
+                }
             }
             return Ok((held, waited_for));
         }
@@ -167,14 +170,18 @@ async fn try_acquire(
             match mysql::Session::try_lock(conn).await {
                 mysql::SessionLock::Busy => Ok(None),
                 mysql::SessionLock::Held(session) => {
-                    if mysql::try_claim(db, token, lease, true).await? {
+                    let claim = mysql::Claim::New {
+                        session_node: Some(&session.node),
+                    };
+                    if mysql::try_claim(db, token, lease, claim).await? {
                         return Ok(Some(Hold::Lease(Some(session))));
                     }
                     session.close().await;
                     Ok(None)
                 }
                 mysql::SessionLock::Unavailable => {
-                    let claimed = mysql::try_claim(db, token, lease, false).await?;
+                    let claim = mysql::Claim::New { session_node: None };
+                    let claimed = mysql::try_claim(db, token, lease, claim).await?;
                     Ok(claimed.then_some(Hold::Lease(None)))
                 }
             }

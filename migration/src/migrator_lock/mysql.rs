@@ -4,17 +4,21 @@
 //! certification lets one commit: the other gets a deadlock error, and waits like any
 //! migrator that found the lock taken. Times are the server's clock.
 //!
-//! Beside the lease the holder keeps `GET_LOCK` on a session of its own. It holds on one
-//! server only, but there it tells a dead holder at once: a migrator that gets it, on the
-//! server the row names, knows the row's holder is gone and takes the lease over without
-//! waiting for it to lapse. (Where `GET_LOCK` fails, as Galera may refuse it, the lease
-//! alone decides.)
+//! Beside the lease the holder keeps `GET_LOCK` on a session of its own, and the row names
+//! that session's server. `GET_LOCK` holds on one server only, but there it tells a dead
+//! holder at once: a migrator that gets it on the server the row names knows the row's
+//! holder is gone and takes the lease over without waiting for it to lapse. (Where
+//! `GET_LOCK` fails, as Galera may refuse it, the row names no server and the lease alone
+//! decides.) Waiting migrators only read and `UPDATE` nothing-matching rows; the table is
+//! created only when missing, since Galera runs every DDL in total order.
 
 use std::time::{Duration, Instant};
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::sqlx::{self, Connection};
-use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseExecutor};
+use sea_orm_migration::sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseExecutor, RuntimeErr,
+};
 
 use super::holder::{self, LOCK_NAME};
 use crate::backends;
@@ -27,11 +31,6 @@ fn now_ms() -> SimpleExpr {
     Expr::cust("CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")
 }
 
-/// This server, as the row names it.
-fn this_node() -> SimpleExpr {
-    Expr::cust("CONCAT(@@hostname, ':', @@port)")
-}
-
 /// `GET_LOCK` beside the lease.
 pub(super) enum SessionLock {
     /// This run holds it, on a session of its own.
@@ -42,8 +41,12 @@ pub(super) enum SessionLock {
     Unavailable,
 }
 
-/// The session that holds `GET_LOCK`, taken out of the pool.
-pub(super) struct Session(sqlx::MySqlConnection);
+/// The session that holds `GET_LOCK`, taken out of the pool, and the server it is on
+/// (`host:port`: behind a proxy, not necessarily the server of the pool's other sessions).
+pub(super) struct Session {
+    conn: sqlx::MySqlConnection,
+    pub(super) node: String,
+}
 
 impl Session {
     /// `GET_LOCK` without waiting.
@@ -54,10 +57,12 @@ impl Session {
         };
         let mut conn = conn.detach();
         // One lock name per database.
-        let sql = "SELECT GET_LOCK(CONCAT('deployment_job_agent_migrator.', DATABASE()), 0)";
-        let locked: Result<Option<i64>, _> = sqlx::query_scalar(sql).fetch_one(&mut conn).await;
+        let sql = "SELECT GET_LOCK(CONCAT('deployment_job_agent_migrator.', DATABASE()), 0), \
+                   CONCAT(@@hostname, ':', @@port)";
+        let locked: Result<(Option<i64>, String), _> =
+            sqlx::query_as(sql).fetch_one(&mut conn).await;
         match locked {
-            Ok(Some(1)) => SessionLock::Held(Session(conn)),
+            Ok((Some(1), node)) => SessionLock::Held(Session { conn, node }),
             Ok(_) => {
                 let _ = conn.close().await;
                 SessionLock::Busy
@@ -72,60 +77,46 @@ impl Session {
 
     /// Ends the session, and `GET_LOCK` with it.
     pub(super) async fn close(self) {
-        if let Err(error) = self.0.close().await {
+        if let Err(error) = self.conn.close().await {
             tracing::debug!("closing the migrator lock's session: {error}");
         }
     }
 }
 
-/// Claims the lease for `token` if the row is free, lapsed or already `token`'s, or, when
-/// this run holds `GET_LOCK` (`holds_session`), left by a dead holder on this server.
+/// What an `UPDATE` of the lease row asks for.
+pub(super) enum Claim<'a> {
+    /// The lease, if it is free, lapsed or left by a dead holder on `session_node`, the
+    /// server where this run holds `GET_LOCK` (none: the lease alone decides).
+    New { session_node: Option<&'a str> },
+    /// A longer lease, if it is still this run's.
+    Renew,
+}
+
+/// Claims or renews the lease for `token`; whether it is this run's now. The table and
+/// its row are made when missing, and only then: a Galera cluster runs every DDL in
+/// total order, so waiting migrators must not issue any.
 pub(super) async fn try_claim(
     db: &DatabaseExecutor<'_>,
     token: &str,
     lease: Duration,
-    holds_session: bool,
+    claim: Claim<'_>,
 ) -> Result<bool, DbErr> {
-    holder::create_table(db).await?;
-    let row = Query::insert()
-        .into_table(MigratorLock::Table)
-        .columns([MigratorLock::Name])
-        .values_panic([LOCK_NAME.into()])
-        // `ON DUPLICATE KEY UPDATE name = name`: the row, if it is not there yet.
-        .on_conflict(
-            OnConflict::column(MigratorLock::Name)
-                .update_column(MigratorLock::Name)
-                .to_owned(),
-        )
-        .to_owned();
-    let lease_ms = <i64 as TryFrom<u128>>::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    let mut values = vec![
-        (MigratorLock::Owner, Expr::val(token)),
-        (MigratorLock::LeaseUntil, now_ms().add(lease_ms)),
-        (MigratorLock::Node, this_node()),
-    ];
-    let mut free = Cond::any()
-        .add(Expr::col(MigratorLock::Owner).is_null())
-        .add(Expr::col(MigratorLock::LeaseUntil).lt(now_ms()));
-    if holds_session {
-        free = free.add(Expr::col(MigratorLock::Node).eq(this_node()));
-    }
-    if holds_session {
-        // A new claim: who this is, from now on. (A renewal keeps the row as it is.)
-        values.push((MigratorLock::Step, Expr::val(Option::<String>::None)));
-        values.extend(holder::this_process());
-    }
-    let mut claim = Query::update();
-    claim
-        .table(MigratorLock::Table)
-        .and_where(Expr::col(MigratorLock::Name).eq(LOCK_NAME))
-        .cond_where(free.add(Expr::col(MigratorLock::Owner).eq(token)));
-    claim.values(values);
-    let claimed = async {
-        db.execute(&row).await?;
-        db.execute(&claim).await
+    let update = claim_statement(token, lease, &claim);
+    let claimed = match db.execute(&update).await {
+        Ok(result) if result.rows_affected() == 1 => return Ok(true),
+        Ok(_) if matches!(claim, Claim::Renew) || row_exists(db).await? => return Ok(false),
+        Ok(_) => {
+            add_row(db).await?;
+            db.execute(&update).await
+        }
+        Err(error) if missing_table(&error) => {
+            holder::create_table(db).await?;
+            add_row(db).await?;
+            db.execute(&update).await
+        }
+        Err(error) => Err(error),
     };
-    match claimed.await {
+    match claimed {
         Ok(result) => Ok(result.rows_affected() == 1),
         // Another node's claim won certification, or holds the row a moment.
         Err(error) if backends::contention(db.get_database_backend(), &error).is_some() => {
@@ -133,6 +124,72 @@ pub(super) async fn try_claim(
         }
         Err(error) => Err(error),
     }
+}
+
+fn claim_statement(token: &str, lease: Duration, claim: &Claim<'_>) -> UpdateStatement {
+    let lease_ms = <i64 as TryFrom<u128>>::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let mut values = vec![(MigratorLock::LeaseUntil, now_ms().add(lease_ms))];
+    let mut mine = Cond::any().add(Expr::col(MigratorLock::Owner).eq(token));
+    if let Claim::New { session_node } = claim {
+        values.push((MigratorLock::Owner, Expr::val(token)));
+        values.push((
+            MigratorLock::Node,
+            Expr::val(session_node.map(str::to_owned)),
+        ));
+        values.push((MigratorLock::Step, Expr::val(Option::<String>::None)));
+        values.extend(holder::this_process());
+        mine = mine
+            .add(Expr::col(MigratorLock::Owner).is_null())
+            .add(Expr::col(MigratorLock::LeaseUntil).lt(now_ms()));
+        if let Some(node) = session_node {
+            // This run holds GET_LOCK where the holder held it: the holder is gone.
+            mine = mine.add(Expr::col(MigratorLock::Node).eq(*node));
+        }
+    }
+    Query::update()
+        .table(MigratorLock::Table)
+        .values(values)
+        .and_where(Expr::col(MigratorLock::Name).eq(LOCK_NAME))
+        .cond_where(mine)
+        .to_owned()
+}
+
+async fn row_exists(db: &DatabaseExecutor<'_>) -> Result<bool, DbErr> {
+    let select = Query::select()
+        .expr(Expr::val(1))
+        .from(MigratorLock::Table)
+        .and_where(Expr::col(MigratorLock::Name).eq(LOCK_NAME))
+        .to_owned();
+    Ok(db.query_one(&select).await?.is_some())
+}
+
+/// The row, free (`ON DUPLICATE KEY UPDATE name = name`: another migrator may add it first).
+async fn add_row(db: &DatabaseExecutor<'_>) -> Result<(), DbErr> {
+    let row = Query::insert()
+        .into_table(MigratorLock::Table)
+        .columns([MigratorLock::Name])
+        .values_panic([LOCK_NAME.into()])
+        .on_conflict(
+            OnConflict::column(MigratorLock::Name)
+                .update_column(MigratorLock::Name)
+                .to_owned(),
+        )
+        .to_owned();
+    db.execute(&row).await.map(|_| ())
+}
+
+/// ER_NO_SUCH_TABLE: the lock's table is not there yet (or `fresh` dropped it).
+fn missing_table(error: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error))) =
+        error
+    else {
+        return false;
+    };
+    let Some(error) = error.as_database_error() else {
+        return false;
+    };
+    (error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .is_some_and(|error| error.number() == 1146)
 }
 
 /// Renews `token`'s lease six times per lease while the work runs; returns only when the
@@ -148,7 +205,12 @@ pub(super) async fn keep_renewing(
         runtime::sleep(lease / 6).await;
         // A claim of one's own row renews it; it also puts the row back when `fresh`
         // dropped the table.
-        match try_claim(db, token, lease, false).await {
+        let claimed = match try_claim(db, token, lease, Claim::Renew).await {
+            // `fresh` dropped the table, with the row: claim it again.
+            Ok(false) => try_claim(db, token, lease, Claim::New { session_node: None }).await,
+            renewed => renewed,
+        };
+        match claimed {
             Ok(true) => renewed = Instant::now(),
             Ok(false) => {
                 return DbErr::Migration(format!(
