@@ -184,3 +184,60 @@ async fn a_migrator_that_waits_too_long_gives_up_changing_nothing(backend: Backe
     );
     assert!(!gave_up.contains("has been applied"), "{gave_up}");
 }
+
+/// On the three-node Galera cluster of `scripts/galera` (`--features galera`): one migrator
+/// per node, where `GET_LOCK` holds on one node only; the lease row holds across them.
+#[cfg(feature = "galera")]
+mod galera {
+    use super::*;
+    use tests::galera::{GaleraDb, start_cluster};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn migrators_on_every_node_do_each_step_once() {
+        start_cluster();
+        let expected = single_run(Backend::MariaDb, "migrators_galera_reference").await;
+        let cluster = GaleraDb::create("migrators_galera").await;
+        let legacy = Legacy::build(cluster.first(), LegacySchema::HandBuilt).await;
+        seed_messy(&legacy, DEPLOYMENTS).await;
+        let mut children = vec![migrator(&cluster.nodes[0], true)];
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        children.push(migrator(&cluster.nodes[1], false));
+        children.push(migrator(&cluster.nodes[2], false));
+        let outputs = finished(children).await;
+        assert_each_step_done_once(&outputs);
+        for other_node in &outputs[1..] {
+            let log = log(other_node);
+            assert!(log.contains("waiting for another migrator"), "{log}");
+            assert!(log.contains("nothing to do:"), "{log}");
+        }
+        assert_eq!(end_state(&cluster.nodes[2]).await, expected);
+    }
+
+    /// A holder killed on node 1 (no cleanup) is taken over from node 2 once its lease
+    /// lapses, and the database is finished.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_holder_killed_on_one_node_is_taken_over_from_another() {
+        start_cluster();
+        let expected = single_run(Backend::MariaDb, "migrators_galera_kill_reference").await;
+        let cluster = GaleraDb::create("migrators_galera_kill").await;
+        let legacy = Legacy::build(cluster.first(), LegacySchema::HandBuilt).await;
+        seed_messy(&legacy, DEPLOYMENTS).await;
+        let mut killed = tests::child_process(CHILD_URL, &cluster.nodes[0].url);
+        killed
+            .env("MIGRATION_CRASH_AT", "backfill: batch committed")
+            .env("MIGRATION_MIGRATOR_LEASE", "3s");
+        let killed = killed.output().expect("run a migrator");
+        let stderr = String::from_utf8_lossy(&killed.stderr);
+        assert!(stderr.contains("fault injection: aborting"), "{stderr}");
+        let mut next = tests::child_process(CHILD_URL, &cluster.nodes[1].url);
+        next.env("MIGRATION_MIGRATOR_LEASE", "3s")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let outputs = finished(vec![next.spawn().expect("spawn a migrator")]).await;
+        let log = log(&outputs[0]);
+        assert!(outputs[0].status.success(), "{log}");
+        assert!(log.contains("waiting for another migrator"), "{log}");
+        assert!(log.contains("has been applied"), "{log}");
+        assert_eq!(end_state(&cluster.nodes[2]).await, expected);
+    }
+}
