@@ -58,6 +58,7 @@ mod m20261125_000002_create_deployment_job_agent;
 mod m20261125_000003_backfill_deployment_job_agent;
 mod m20261125_000004_drop_legacy_job_agent_columns;
 mod migrator_lock;
+pub use migrator_lock::{Holder, migrator_lock_holder};
 mod ownership;
 pub mod privileges;
 mod refill;

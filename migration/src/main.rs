@@ -212,7 +212,13 @@ impl Run {
             MigrateSubcommands::Fresh => Migrator::fresh(&db).await,
             MigrateSubcommands::Refresh => Migrator::refresh(&db).await,
             MigrateSubcommands::Reset => Migrator::reset(&db).await,
-            MigrateSubcommands::Status => Migrator::status(&db).await,
+            MigrateSubcommands::Status => {
+                let status = Migrator::status(&db).await;
+                if let Some(holder) = migration::migrator_lock_holder(&db).await {
+                    tracing::info!("migrating now: {holder}");
+                }
+                status
+            }
             MigrateSubcommands::Down { num } => Migrator::down(&db, Some(num)).await,
             MigrateSubcommands::Up { num } => Migrator::up(&db, num).await,
             MigrateSubcommands::Init | MigrateSubcommands::Generate { .. } => Ok(()),

@@ -62,8 +62,8 @@ async fn single_run(backend: Backend, name: &str) -> EndState {
     expected
 }
 
-/// A migrator of `db`, started now; `slow` makes each backfill batch it commits take a
-/// second, so it holds the lock while the others start.
+/// A migrator of `db`, started now; `slow` makes it hold the lock for ten seconds at
+/// least (ten backfill batches, each a second), while the others start.
 fn migrator(db: &TestDb, slow: bool) -> Child {
     let mut command: Command = tests::child_process(CHILD_URL, &db.url);
     command
@@ -72,7 +72,9 @@ fn migrator(db: &TestDb, slow: bool) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if slow {
-        command.env("MIGRATION_PAUSE_AT", "backfill: batch committed");
+        command
+            .env("MIGRATION_BATCH_SIZE", "3")
+            .env("MIGRATION_PAUSE_AT", "backfill: batch committed");
     }
     command.spawn().expect("spawn a migrator")
 }
@@ -128,12 +130,24 @@ async fn four_migrators_started_a_second_apart_wait_for_the_first(backend: Backe
     let db = seeded(backend, "migrators_apart").await;
     let mut children = vec![migrator(&db, true)];
     let first_pid = children[0].id();
+    // What `status` says meanwhile: who holds the lock. The others start once it does.
+    let mut holder = None;
+    for _ in 0..300 {
+        holder = migration::migrator_lock_holder(&db.conn).await;
+        if holder.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let holder = holder.expect("the first migrator holds the lock");
+    assert_eq!(holder.pid, Some(i64::from(first_pid)), "{holder}");
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         children.push(migrator(&db, false));
     }
     let outputs = finished(children).await;
     assert_each_step_done_once(&outputs);
+    assert_eq!(migration::migrator_lock_holder(&db.conn).await, None);
     let first = log(&outputs[0]);
     assert!(
         first.contains(&format!("Migration '{}' has been applied", MIGRATIONS[3])),

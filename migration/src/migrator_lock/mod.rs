@@ -74,6 +74,23 @@ impl Held {
     }
 }
 
+/// Who holds the migrator lock of `db` now, if anyone says so (`status` prints it).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sea_orm_migration::DbErr> {
+/// use migration::{Migrator, MigratorTrait};
+/// let db = sea_orm_migration::sea_orm::Database::connect("sqlite::memory:").await?;
+/// Migrator::up(&db, None).await?;
+/// // The run is over: nobody holds the lock.
+/// assert_eq!(migration::migrator_lock_holder(&db).await, None);
+/// # Ok(()) }
+/// ```
+pub async fn migrator_lock_holder(db: &DatabaseConnection) -> Option<Holder> {
+    let holder = holder::current(db).await.ok()?;
+    (holder != Holder::default()).then_some(holder)
+}
+
 /// Runs `work` holding the migrator lock; `work` gets the lock (to report its steps) and,
 /// when this run had to wait for another, who that was.
 pub async fn run<T, F, Fut>(db: &DatabaseExecutor<'_>, work: F) -> Result<T, DbErr>
