@@ -42,7 +42,7 @@
 pub use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseExecutor;
 
-use migrator_lock::steps::Steps;
+use migrator_lock::steps::{Steps, reborrow};
 
 mod backends;
 pub mod backfill;
@@ -159,13 +159,4 @@ where
         command(&migrator, reborrow(db)).await
     })
     .await
-}
-
-/// The same connection or transaction, borrowed again, to hand to sea-orm-migration.
-fn reborrow<'a>(db: &'a DatabaseExecutor<'_>) -> DatabaseExecutor<'a> {
-    match db {
-        DatabaseExecutor::Connection(conn) => DatabaseExecutor::Connection(conn),
-        DatabaseExecutor::Transaction(txn) => DatabaseExecutor::Transaction(txn),
-        DatabaseExecutor::OwnedTransaction(txn) => DatabaseExecutor::Transaction(txn),
-    }
 }

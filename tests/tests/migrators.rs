@@ -12,12 +12,13 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use tests::end_state::{EndState, end_state};
 use tests::legacy::{Legacy, LegacySchema, seed_messy};
-use tests::{Backend, TestDb, on_every_backend_at_once};
+use tests::{Backend, TestDb, on_every_backend_at_once, read};
 
 on_every_backend_at_once!(
     four_migrators_started_at_once_do_each_step_once,
     four_migrators_started_a_second_apart_wait_for_the_first,
     a_migrator_that_waits_too_long_gives_up_changing_nothing,
+    reset_leaves_no_lock_behind,
 );
 
 /// Set for the child process: the database it migrates.
@@ -197,6 +198,18 @@ async fn a_migrator_that_waits_too_long_gives_up_changing_nothing(backend: Backe
         error[0]
     );
     assert!(!gave_up.contains("has been applied"), "{gave_up}");
+}
+
+/// The lock's table says who migrates; `reset`, which leaves nothing of the migrations,
+/// takes it too.
+async fn reset_leaves_no_lock_behind(backend: Backend) {
+    let db = seeded(backend, "migrators_reset").await;
+    let lock_table = "deployment_job_agent_migrator";
+    Migrator::up(&db.conn, None).await.expect("up");
+    assert!(!read::columns(&db, lock_table).await.is_empty());
+    Migrator::reset(&db.conn).await.expect("reset");
+    assert_eq!(read::columns(&db, lock_table).await, Vec::<String>::new());
+    assert_eq!(migration::migrator_lock_holder(&db.conn).await, None);
 }
 
 /// On the three-node Galera cluster of `scripts/galera` (`--features galera`): one migrator

@@ -67,6 +67,15 @@ pub(super) async fn create_table<C: ConnectionTrait>(db: &C) -> Result<(), DbErr
     db.execute(&table).await.map(|_| ())
 }
 
+/// Drops the table (the end of `reset`: nothing of the migrations is left).
+pub(super) async fn drop_table<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    let drop = Table::drop()
+        .table(MigratorLock::Table)
+        .if_exists()
+        .to_owned();
+    db.execute(&drop).await.map(|_| ())
+}
+
 /// This process, as the row names it: host, pid, now.
 pub(super) fn this_process() -> [(MigratorLock, SimpleExpr); 3] {
     let since = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();

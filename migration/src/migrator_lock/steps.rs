@@ -49,9 +49,11 @@ impl Steps {
         MigratorTraitSelf::refresh(self, db).await
     }
 
-    /// sea-orm-migration's `reset`.
+    /// sea-orm-migration's `reset`, then the lock's own table: nothing of the migrations
+    /// is left (a waiting migrator makes it again).
     pub async fn reset(&self, db: DatabaseExecutor<'_>) -> Result<(), DbErr> {
-        MigratorTraitSelf::reset(self, db).await
+        MigratorTraitSelf::reset(self, reborrow(&db)).await?;
+        super::holder::drop_table(&db).await
     }
 }
 
@@ -99,5 +101,14 @@ impl MigrationTrait for Reported {
 
     fn use_transaction(&self) -> Option<bool> {
         self.inner.use_transaction()
+    }
+}
+
+/// The same connection or transaction, borrowed again, to hand to sea-orm-migration.
+pub fn reborrow<'a>(db: &'a DatabaseExecutor<'_>) -> DatabaseExecutor<'a> {
+    match db {
+        DatabaseExecutor::Connection(conn) => DatabaseExecutor::Connection(conn),
+        DatabaseExecutor::Transaction(txn) => DatabaseExecutor::Transaction(txn),
+        DatabaseExecutor::OwnedTransaction(txn) => DatabaseExecutor::Transaction(txn),
     }
 }
