@@ -240,6 +240,12 @@ fn hand_built_ddl(backend: Backend) -> &'static [&'static str] {
     }
 }
 
+/// `db` made a hand-built legacy database holding [`seed_messy`]'s `count` deployments.
+pub async fn hand_built_messy(db: &TestDb, count: u128) {
+    let legacy = Legacy::build(db, LegacySchema::HandBuilt).await;
+    seed_messy(&legacy, count).await;
+}
+
 /// Deterministic messy legacy rows: `count` deployments over two workspaces and five agents,
 /// with every kind of entry the rules distinguish (and text that is not JSON where the
 /// columns are text).

@@ -7,7 +7,7 @@
 
 use migration::{Migrator, MigratorTrait};
 use tests::end_state::{EndState, end_state};
-use tests::legacy::{Legacy, LegacySchema, seed_messy};
+use tests::legacy::hand_built_messy;
 use tests::read;
 use tests::{Backend, TestDb, on_every_backend};
 
@@ -31,15 +31,13 @@ fn child_process_entry_point() {
 
 async fn seeded(backend: Backend, name: &str) -> TestDb {
     let db = TestDb::create(backend, name).await;
-    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
-    seed_messy(&legacy, DEPLOYMENTS).await;
+    hand_built_messy(&db, DEPLOYMENTS).await;
     db
 }
 
 /// The end state of an uninterrupted run on `reference`.
 async fn uninterrupted(reference: &TestDb) -> EndState {
-    let legacy = Legacy::build(reference, LegacySchema::HandBuilt).await;
-    seed_messy(&legacy, DEPLOYMENTS).await;
+    hand_built_messy(reference, DEPLOYMENTS).await;
     Migrator::up(&reference.conn, None)
         .await
         .expect("uninterrupted run");

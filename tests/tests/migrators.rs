@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use tests::end_state::{EndState, end_state};
-use tests::legacy::{Legacy, LegacySchema, seed_messy};
+use tests::legacy::hand_built_messy;
 use tests::{Backend, TestDb, on_every_backend_at_once, read};
 
 on_every_backend_at_once!(
@@ -47,8 +47,7 @@ fn child_process_entry_point() {
 
 async fn seeded(backend: Backend, name: &str) -> TestDb {
     let db = TestDb::create(backend, name).await;
-    let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
-    seed_messy(&legacy, DEPLOYMENTS).await;
+    hand_built_messy(&db, DEPLOYMENTS).await;
     db
 }
 
@@ -224,8 +223,7 @@ mod galera {
         start_cluster();
         let expected = single_run(Backend::MariaDb, "migrators_galera_reference").await;
         let cluster = GaleraDb::create("migrators_galera").await;
-        let legacy = Legacy::build(cluster.first(), LegacySchema::HandBuilt).await;
-        seed_messy(&legacy, DEPLOYMENTS).await;
+        hand_built_messy(cluster.first(), DEPLOYMENTS).await;
         let mut children = vec![migrator(&cluster.nodes[0], true)];
         tokio::time::sleep(Duration::from_secs(1)).await;
         children.push(migrator(&cluster.nodes[1], false));
@@ -247,8 +245,7 @@ mod galera {
         start_cluster();
         let expected = single_run(Backend::MariaDb, "migrators_galera_kill_reference").await;
         let cluster = GaleraDb::create("migrators_galera_kill").await;
-        let legacy = Legacy::build(cluster.first(), LegacySchema::HandBuilt).await;
-        seed_messy(&legacy, DEPLOYMENTS).await;
+        hand_built_messy(cluster.first(), DEPLOYMENTS).await;
         let mut killed = tests::child_process(CHILD_URL, &cluster.nodes[0].url);
         killed
             .env("MIGRATION_CRASH_AT", "backfill: batch committed")
