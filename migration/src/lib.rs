@@ -95,7 +95,7 @@ impl MigratorTrait for Migrator {
         migrator_lock::run(db, |held, waited_for| async move {
             let migrator = Steps::new(<Self as MigratorTrait>::migrations, held);
             if let Some(holder) = waited_for
-                && migrator.nothing_pending(db).await?
+                && migrator.nothing_pending(db).await
             {
                 tracing::info!(
                     "nothing to do: {holder} applied the migrations while this one waited"

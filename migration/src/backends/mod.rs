@@ -438,16 +438,18 @@ pub async fn log_cluster_note<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr>
 
 /// Whether `error` is contention on `backend`, and which kind.
 pub fn contention(backend: DbBackend, error: &DbErr) -> Option<Contention> {
+    of(backend).contention(database_error(error)?)
+}
+
+/// The server's own error inside `error`, if the server sent one.
+pub fn database_error(error: &DbErr) -> Option<&dyn sqlx::error::DatabaseError> {
     let (DbErr::Exec(RuntimeErr::SqlxError(error))
     | DbErr::Query(RuntimeErr::SqlxError(error))
     | DbErr::Conn(RuntimeErr::SqlxError(error))) = error
     else {
         return None;
     };
-    match error.as_ref() {
-        sqlx::Error::Database(error) => of(backend).contention(error.as_ref()),
-        _ => None,
-    }
+    error.as_database_error()
 }
 
 /// Decodes a row of [`Backend::blockers`].

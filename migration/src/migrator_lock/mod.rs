@@ -26,7 +26,7 @@ mod sqlite;
 pub mod steps;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm_migration::prelude::*;
@@ -52,9 +52,8 @@ enum Hold {
     Unshared,
 }
 
-/// The lock, held by this run.
+/// This run, as the holder: what the steps need to say where it is.
 pub struct Held {
-    hold: Mutex<Option<Hold>>,
     /// The holding run's token in the holder row.
     token: String,
     /// Where the holder row is written (autocommit, outside any migration's transaction);
@@ -99,10 +98,9 @@ where
     Fut: Future<Output = Result<T, DbErr>>,
 {
     let settings = Settings::current()?;
-    let (held, waited_for) = acquire(db, &settings).await?;
+    let (hold, held, waited_for) = acquire(db, &settings).await?;
     let held = Arc::new(held);
-    let leased = matches!(*held.hold.lock().unwrap(), Some(Hold::Lease(_)));
-    let result = if leased {
+    let result = if let Hold::Lease(_) = hold {
         let work = std::pin::pin!(work(held.clone(), waited_for));
         let renew = std::pin::pin!(mysql::keep_renewing(db, &held.token, &settings));
         match futures_util::future::select(work, renew).await {
@@ -112,15 +110,16 @@ where
     } else {
         work(held.clone(), waited_for).await
     };
-    release(&held).await;
+    release(hold, &held).await;
     result
 }
 
-/// Takes the lock, waiting for the holder up to the setting; returns who was waited for.
+/// Takes the lock, waiting for the holder up to the setting; returns how it is held, this
+/// run as the holder, and who was waited for.
 async fn acquire(
     db: &DatabaseExecutor<'_>,
     settings: &Settings,
-) -> Result<(Held, Option<Holder>), DbErr> {
+) -> Result<(Hold, Held, Option<Holder>), DbErr> {
     let token = uuid::Uuid::new_v4().to_string();
     let record = match db {
         DatabaseExecutor::Connection(conn) => Some((*conn).clone()),
@@ -131,23 +130,16 @@ async fn acquire(
     let mut pause = Duration::from_millis(100);
     loop {
         if let Some(hold) = try_acquire(db, &token, settings).await? {
-            let held = Held {
-                hold: Mutex::new(Some(hold)),
-                token,
-                record,
-            };
+            let held = Held { token, record };
             if let Some(db) = &held.record
-                && !matches!(
-                    *held.hold.lock().unwrap(),
-                    Some(Hold::Lease(_) | Hold::Unshared)
-                )
+                && !matches!(hold, Hold::Lease(_) | Hold::Unshared)
             {
                 // Only what waiters are told: the lock itself is held already.
                 if let Err(error) = holder::claim(db, &held.token).await {
                     tracing::debug!("could not record the migrator lock's holder: {error}");
                 }
             }
-            return Ok((held, waited_for));
+            return Ok((hold, held, waited_for));
         }
         let holder = holder::current(db).await.unwrap_or_default();
         if waited_for.as_ref() != Some(&holder) {
@@ -215,8 +207,7 @@ async fn try_acquire(
 /// Gives the lock back: the holder row cleared (on MariaDB, the lease), then the session
 /// closed, the file closed. Nothing here can keep the lock: a session or file closes with
 /// the process, a lease lapses.
-async fn release(held: &Held) {
-    let hold = held.hold.lock().unwrap().take();
+async fn release(hold: Hold, held: &Held) {
     if let Some(record) = &held.record
         && let Err(error) = holder::clear(record, &held.token).await
     {
@@ -224,9 +215,9 @@ async fn release(held: &Held) {
         tracing::debug!("could not clear the migrator lock's row: {error}");
     }
     match hold {
-        Some(Hold::Session(session)) => session.close().await,
-        Some(Hold::File(file)) => drop(file),
-        Some(Hold::Lease(Some(session))) => session.close().await,
-        Some(Hold::Transaction | Hold::Lease(None) | Hold::Unshared) | None => {}
+        Hold::Session(session) => session.close().await,
+        Hold::Lease(Some(session)) => session.close().await,
+        Hold::File(file) => drop(file),
+        Hold::Transaction | Hold::Lease(None) | Hold::Unshared => {}
     }
 }

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::sqlx::{self, Connection};
-use sea_orm_migration::sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseExecutor, RuntimeErr,
-};
+use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseExecutor};
 
 use super::holder::{self, LOCK_NAME};
 use crate::backends;
@@ -180,15 +178,8 @@ async fn add_row(db: &DatabaseExecutor<'_>) -> Result<(), DbErr> {
 
 /// ER_NO_SUCH_TABLE: the lock's table is not there yet (or `fresh` dropped it).
 fn missing_table(error: &DbErr) -> bool {
-    let (DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error))) =
-        error
-    else {
-        return false;
-    };
-    let Some(error) = error.as_database_error() else {
-        return false;
-    };
-    (error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+    (backends::database_error(error))
+        .and_then(|error| error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
         .is_some_and(|error| error.number() == 1146)
 }
 

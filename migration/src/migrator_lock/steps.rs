@@ -24,9 +24,9 @@ impl Steps {
 
     /// Whether every migration is applied already (not when the migrator's table is not
     /// there yet: then `up` installs it).
-    pub async fn nothing_pending(&self, db: &DatabaseExecutor<'_>) -> Result<bool, DbErr> {
+    pub async fn nothing_pending(&self, db: &DatabaseExecutor<'_>) -> bool {
         let pending = MigratorTraitSelf::get_pending_migrations_read_only(self, db).await;
-        Ok(pending.is_ok_and(|pending| pending.is_empty()))
+        pending.is_ok_and(|pending| pending.is_empty())
     }
 
     /// sea-orm-migration's `up`.
