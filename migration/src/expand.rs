@@ -45,22 +45,24 @@ pub async fn begin(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// Installs the sync: each routine a step under the lock timeout, then every trigger in one
-/// step (trigger DDL locks its table against writes for an instant; where DDL commits as it
-/// goes, a step that loses to the writers retries only itself). Safe to run again.
+/// Installs the sync: each routine a step under the lock timeout, then the triggers in the
+/// backend's steps (trigger DDL locks its table against writes for an instant; where DDL
+/// commits as it goes, each statement is a step, and one that loses to the writers retries
+/// only itself). Safe to run again.
 pub async fn install<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let target = target(conn).await?;
     let (triggers, routines) = sync_ddl(conn, &target).await?;
-    let count = routines.len() + 1;
-    for (n, sql) in routines.into_iter().enumerate() {
+    let steps = (routines.into_iter().map(|sql| vec![sql])).chain(triggers);
+    let steps: Vec<Vec<String>> = steps.collect();
+    let count = steps.len();
+    for (n, step) in steps.into_iter().enumerate() {
         let what = format!("installing the sync (step {} of {count})", n + 1);
-        run_locked(conn, &what, vec![sql]).await?;
+        run_locked(conn, &what, step).await?;
     }
-    let what = format!("installing the sync triggers (step {count} of {count})");
-    run_locked(conn, &what, triggers).await
+    Ok(())
 }
 
 /// [`install`] on a connection that already runs a locked step.
@@ -68,19 +70,19 @@ pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     let target = target(conn).await?;
     let (triggers, routines) = sync_ddl(conn, &target).await?;
     lock_both(conn).await?;
-    for sql in routines.into_iter().chain(triggers) {
+    for sql in routines.into_iter().chain(triggers.concat()) {
         conn.execute_unprepared(&sql).await?;
     }
     Ok(())
 }
 
-/// The sync's statements for this backend: its triggers as one live trigger change on both
-/// tables, and the rest (routines, scratch tables) on their own, unless they are all in
-/// place already.
+/// The sync's statements for this backend: its triggers as live trigger steps on both
+/// tables (`Backend::live_trigger_steps`), and the rest (routines, scratch tables) on their
+/// own, unless they are all in place already.
 async fn sync_ddl<C: ConnectionTrait>(
     conn: &C,
     target: &SyncTarget,
-) -> Result<(Vec<String>, Vec<String>), DbErr> {
+) -> Result<(Vec<Vec<String>>, Vec<String>), DbErr> {
     let backend = backends::of(conn.get_database_backend());
     let (triggers, mut routines): (Vec<String>, Vec<String>) =
         (backend.sync_triggers(target).into_iter()).partition(|sql| backends::is_trigger_ddl(sql));
@@ -90,7 +92,7 @@ async fn sync_ddl<C: ConnectionTrait>(
             routines.clear();
         }
     }
-    let triggers = backend.live_trigger_ddl(&[DEPLOYMENT, JOIN_TABLE], triggers);
+    let triggers = backend.live_trigger_steps(triggers);
     Ok((triggers, routines))
 }
 

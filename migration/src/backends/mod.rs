@@ -230,12 +230,15 @@ pub trait Backend: Send + Sync {
         None
     }
 
-    /// Trigger DDL on `tables` while the application writes them, as the statements of one
-    /// locked step: the DDL itself, and whatever makes the application's statements see
-    /// every new trigger at once (MariaDB's room says what that takes there).
-    fn live_trigger_ddl(&self, tables: &[&'static str], ddl: Vec<String>) -> Vec<String> {
-        let _ = tables;
-        ddl
+    /// Trigger DDL on tables the application writes, as locked steps (each a list of
+    /// statements run under the lock timeout, retried alone): the DDL itself, made so that
+    /// the application's statements prepared before it see every new trigger. Here one step;
+    /// MariaDB's `live_triggers` says what it takes there.
+    fn live_trigger_steps(&self, ddl: Vec<String>) -> Vec<Vec<String>> {
+        match ddl.is_empty() {
+            true => vec![],
+            false => vec![ddl],
+        }
     }
 
     /// The statements that install the expand phase's triggers (see `crate::expand`): a

@@ -85,8 +85,8 @@ fn generated_sql(backend: &dyn Backend, schema: &str, json: &str, id: &str) -> S
         statements(backend.lock_in_order(TableLock::access_exclusive("deployment"), &then)),
     );
     section(
-        "capture triggers, as a change to a table the application writes",
-        backend.live_trigger_ddl(&["deployment"], backend.capture_triggers()),
+        "capture triggers, as steps on a table the application writes",
+        steps(backend.live_trigger_steps(backend.capture_triggers())),
     );
     section("capture every update", backend.capture_every_update());
     let target = SyncTarget {
@@ -100,8 +100,15 @@ fn generated_sql(backend: &dyn Backend, schema: &str, json: &str, id: &str) -> S
         job_agent_config_type: json.to_owned(),
     };
     section(
-        "sync triggers (the expand phase)",
-        backend.sync_triggers(&target),
+        "sync triggers (the expand phase), the triggers as steps on tables the application writes",
+        {
+            let (triggers, routines): (Vec<String>, Vec<String>) =
+                (backend.sync_triggers(&target).into_iter())
+                    .partition(|sql| super::is_trigger_ddl(sql));
+            let mut all = routines;
+            all.extend(steps(backend.live_trigger_steps(triggers)));
+            all
+        },
     );
     section(
         "remove the sync triggers",
@@ -225,4 +232,14 @@ fn mysql() {
 #[test]
 fn sqlite() {
     insta::assert_snapshot!(generated_sql(&Sqlite, "", "TEXT", "TEXT"));
+}
+
+/// Locked steps as one list, each step opened by a comment.
+fn steps(steps: Vec<Vec<String>>) -> Vec<String> {
+    let mut all = vec![];
+    for (n, step) in steps.into_iter().enumerate() {
+        all.push(format!("-- step {}", n + 1));
+        all.extend(step);
+    }
+    all
 }

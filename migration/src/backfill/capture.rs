@@ -22,17 +22,39 @@ use crate::tables::{BackfillPending, DEPLOYMENT, PENDING_TABLE};
 
 use super::ids::StoredId;
 
-/// Creates the pending table and the triggers that fill it, as one step under the lock
-/// timeout (trigger DDL locks `deployment` against writes). Safe to run again.
+/// Creates the pending table and the triggers that fill it, as the backend's steps under
+/// the lock timeout (trigger DDL locks `deployment` against writes; the first step creates
+/// the table too). Safe to run again.
 pub async fn install<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let what = "installing the capture triggers on deployment";
-    with_lock_retries(conn, what, Default::default(), |txn| {
-        Box::pin(install_in(txn))
-    })
-    .await
+    let backend = backends::of(conn.get_database_backend());
+    for (n, step) in (backend
+        .live_trigger_steps(backend.capture_triggers())
+        .into_iter())
+    .enumerate()
+    {
+        with_lock_retries(conn, what, Default::default(), |txn| {
+            let step = step.clone();
+            Box::pin(async move {
+                // What `CREATE TRIGGER` takes anyway: writers wait, readers go on (on a hot
+                // standby too, which replays only `ACCESS EXCLUSIVE`).
+                lock_in_order(txn, TableLock::share_row_exclusive(DEPLOYMENT), &[]).await?;
+                if n == 0 {
+                    create_pending_table(txn).await?;
+                }
+                for sql in step {
+                    txn.execute_unprepared(&sql).await?;
+                    crate::crash_point!("capture: trigger step");
+                }
+                Ok(())
+            })
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// Drops the triggers and the pending table, as one step under the lock timeout. Safe to
@@ -73,20 +95,6 @@ where
     .await
 }
 
-/// [`install`] on a connection that already runs a locked step.
-pub async fn install_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    // What `CREATE TRIGGER` takes anyway: writers wait, readers go on (on a hot standby too,
-    // which replays only `ACCESS EXCLUSIVE`).
-    lock_in_order(conn, TableLock::share_row_exclusive(DEPLOYMENT), &[]).await?;
-    create_pending_table(conn).await?;
-    let backend = backends::of(conn.get_database_backend());
-    for sql in backend.live_trigger_ddl(&[DEPLOYMENT], backend.capture_triggers()) {
-        conn.execute_unprepared(&sql).await?;
-        crate::crash_point!("capture: trigger step");
-    }
-    Ok(())
-}
-
 async fn create_pending_table<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     let id_type = column_type(conn, DEPLOYMENT, "id").await?;
     let table = Table::create()
@@ -105,7 +113,7 @@ async fn create_pending_table<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr>
 /// `Backend::capture_every_update`), on a connection that already runs a locked step.
 pub async fn capture_every_update_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     let backend = backends::of(conn.get_database_backend());
-    for sql in backend.live_trigger_ddl(&[DEPLOYMENT], backend.capture_every_update()) {
+    for sql in (backend.live_trigger_steps(backend.capture_every_update())).concat() {
         conn.execute_unprepared(&sql).await?;
     }
     Ok(())

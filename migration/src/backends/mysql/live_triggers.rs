@@ -2,57 +2,82 @@
 //!
 //! A statement MariaDB has prepared (sqlx prepares every statement, and keeps it for the
 //! connection's life) fixes at preparation the tables and routines its table's triggers use.
-//! A trigger created later beside others, using anything outside that set, fails the old
-//! statement (`1146 Table … doesn't exist`, `PROCEDURE … does not exist`) until something
-//! makes the statement prepare again; a change to the table's own definition does. So the
-//! triggers are created under `LOCK TABLES` (the application's statements wait the few
-//! milliseconds), and while the tables are locked each one's definition is changed in a
-//! way that changes nothing: its comment set to itself, in place (`ALGORITHM=INSTANT`). A
-//! statement prepared before then finds the table changed and prepares again, with every
-//! new trigger; none can be prepared while the tables are locked.
+//! When the table is opened anew later (a trigger was created, say), the server prepares the
+//! statement again only if the table's definition changed or one of its triggers was created
+//! no earlier than the statement was prepared; otherwise it keeps the old statement, and a
+//! new trigger using anything outside the old set fails it (`1146 Table … doesn't exist`,
+//! `PROCEDURE … does not exist`) for as long as the connection lives.
 //!
-//! The comment is read and quoted by the server (`QUOTE`, or doubled quotes where the
-//! session does not read backslashes as escapes) into a statement it prepares itself: none
-//! of its text passes through the migration.
+//! A trigger's creation time is the session's `timestamp` when `CREATE TRIGGER` starts, not
+//! the moment the trigger becomes visible, and a Galera node applying the statement carries
+//! the originating node's time to the second only. So each trigger is created with the
+//! session clock set ahead: every statement prepared before the trigger is visible, on any
+//! node, counts as older than it and prepares again, once, with the new trigger. No table
+//! lock is needed (Galera does not support one). Measured with server-side prepared
+//! writers on every node (`tests/tests/live.rs`; issue 22 has the figures).
 //!
-//! On a Galera cluster `LOCK TABLES` holds only this node's writers; the other nodes apply
-//! the DDL statements one at a time (issue 14).
+//! For as long as the trigger is dated ahead, each time the server opens the table anew
+//! (any trigger DDL does, even one that finds the trigger there; so does a full table
+//! definition cache), statements on it prepare again once. A step that loses to the
+//! writers and is retried must therefore not redo trigger DDL that succeeded: every
+//! statement is a step of its own (MariaDB commits DDL statement by statement anyway).
+//! Retrying a step of six triggers a few thousand times, while a writer kept going,
+//! failed the writer's statement with `1615 Prepared statement needs to be re-prepared`
+//! (the server gives up after three tries in a row).
 
-/// The session variable and prepared statement the definition change goes through.
-const REDEFINE: &str = "deployment_job_agent_redefine";
+/// How far ahead of the clock a trigger is dated: far longer than any Galera node's apply
+/// lag or clock skew, short enough that the re-preparing on every reopening of the table
+/// it causes ends within the hour; its `CREATED` in `information_schema.TRIGGERS` reads an
+/// hour late.
+const DATED_AHEAD_SECONDS: u32 = 3_600;
 
-/// `ddl` on `tables` as one locked step's statements.
-pub fn wrap(tables: &[&'static str], ddl: Vec<String>) -> Vec<String> {
-    if ddl.is_empty() {
-        return ddl;
-    }
-    let locks: Vec<String> = tables.iter().map(|t| format!("{t} WRITE")).collect();
-    let mut statements = vec![format!("LOCK TABLES {}", locks.join(", "))];
-    // First: a statement waiting for the tables prepares again whenever the step ends,
-    // even if the migration dies half-way through the triggers.
-    for table in tables {
-        statements.extend(redefine_unchanged(table));
-    }
-    statements.extend(ddl);
-    statements.push("UNLOCK TABLES".to_owned());
-    statements
+/// `ddl` (trigger statements on live tables) as steps: one statement each, dated ahead.
+pub fn steps(ddl: Vec<String>) -> Vec<Vec<String>> {
+    ddl.into_iter().map(|sql| vec![dated_ahead(&sql)]).collect()
 }
 
-/// Sets `table`'s comment to itself, which MariaDB counts as a new definition.
-fn redefine_unchanged(table: &str) -> [String; 4] {
-    let handle = REDEFINE;
-    [
-        format!(
-            "SELECT CONCAT('ALTER TABLE {table} COMMENT = ', \
-               IF(FIND_IN_SET('NO_BACKSLASH_ESCAPES', @@SESSION.sql_mode) > 0, \
-                  CONCAT('''', REPLACE(TABLE_COMMENT, '''', ''''''), ''''), \
-                  QUOTE(TABLE_COMMENT)), \
-               ', ALGORITHM=INSTANT') \
-             INTO @{handle} FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{table}'"
-        ),
-        format!("PREPARE {handle} FROM @{handle}"),
-        format!("EXECUTE {handle}"),
-        format!("DEALLOCATE PREPARE {handle}"),
-    ]
+/// `sql` under a session clock [`DATED_AHEAD_SECONDS`] ahead, if it creates something
+/// (after the comment lines it may open with).
+fn dated_ahead(sql: &str) -> String {
+    let code_at = (sql.lines())
+        .take_while(|line| line.trim_start().starts_with("--"))
+        .map(|line| line.len() + 1)
+        .sum::<usize>()
+        .min(sql.len());
+    let (comments, code) = sql.split_at(code_at);
+    let mut words = code.split_whitespace();
+    if !(words.next()).is_some_and(|word| word.eq_ignore_ascii_case("CREATE")) {
+        return sql.to_owned();
+    }
+    let clock = format!("SET STATEMENT timestamp = UNIX_TIMESTAMP() + {DATED_AHEAD_SECONDS} FOR");
+    format!("{comments}{clock} {}", code.trim_start())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_statement_is_a_step_and_only_creations_are_dated() {
+        let steps = steps(vec![
+            "CREATE OR REPLACE TRIGGER t AFTER INSERT ON d FOR EACH ROW SET @x = 1".into(),
+            "DROP TRIGGER IF EXISTS t".into(),
+            "-- Why it is there.\nCREATE TRIGGER u BEFORE INSERT ON d FOR EACH ROW SET @y = 2"
+                .into(),
+        ]);
+        assert_eq!(
+            steps,
+            [
+                vec![
+                    "SET STATEMENT timestamp = UNIX_TIMESTAMP() + 3600 FOR CREATE OR REPLACE \
+                     TRIGGER t AFTER INSERT ON d FOR EACH ROW SET @x = 1"
+                ],
+                vec!["DROP TRIGGER IF EXISTS t"],
+                vec![
+                    "-- Why it is there.\nSET STATEMENT timestamp = UNIX_TIMESTAMP() + 3600 FOR \
+                     CREATE TRIGGER u BEFORE INSERT ON d FOR EACH ROW SET @y = 2"
+                ],
+            ]
+        );
+    }
 }

@@ -48,16 +48,12 @@ impl Backend for MySql {
         )]
     }
 
-    /// With the sync guard: a session variable too; and the table locks a trigger step takes
-    /// (`live_triggers`), should the step have failed while it held them.
+    /// With the sync guard: a session variable too.
     fn unbound_lock_waits(&self) -> Vec<Statement> {
-        let mut statements = vec![
-            Statement::from_string(DbBackend::MySql, "UNLOCK TABLES"),
-            Statement::from_string(
-                DbBackend::MySql,
-                "SET SESSION lock_wait_timeout = DEFAULT, innodb_lock_wait_timeout = DEFAULT",
-            ),
-        ];
+        let mut statements = vec![Statement::from_string(
+            DbBackend::MySql,
+            "SET SESSION lock_wait_timeout = DEFAULT, innodb_lock_wait_timeout = DEFAULT",
+        )];
         statements.extend(self.sync_unguard());
         statements
     }
@@ -214,8 +210,8 @@ impl Backend for MySql {
         ]
     }
 
-    fn live_trigger_ddl(&self, tables: &[&'static str], ddl: Vec<String>) -> Vec<String> {
-        live_triggers::wrap(tables, ddl)
+    fn live_trigger_steps(&self, ddl: Vec<String>) -> Vec<Vec<String>> {
+        live_triggers::steps(ddl)
     }
 
     fn sync_triggers(&self, target: &SyncTarget) -> Vec<String> {
