@@ -105,8 +105,8 @@ pub async fn installed<C: ConnectionTrait>(conn: &C) -> Result<bool, DbErr> {
     Ok(conn.query_one_raw(probe).await?.is_some())
 }
 
-/// Re-enters the phase on a connection that already runs a locked step (the drop
-/// migration's `down`, once the legacy columns are back).
+/// Re-enters the phase on a connection that already runs a locked step (SQLite's rebuild
+/// in the drop migration's `down`, once the legacy columns are back).
 pub async fn resume_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     install_in(conn).await
 }

@@ -79,13 +79,16 @@ impl MigrationTrait for Migration {
             Box::pin(async move {
                 let then = [TableLock::share_row_exclusive(JOB_AGENT)];
                 lock_in_order(txn, TableLock::access_exclusive(DEPLOYMENT), &then).await?;
-                add_columns_back(txn, &columns).await?;
-                // The legacy columns are live again: the expand phase again, from now on (a
-                // link written while they fill reaches them by itself).
-                expand::resume_in(txn).await
+                add_columns_back(txn, &columns).await
             })
         })
         .await?;
+        crate::crash_point!("drop down: the columns are back");
+        // The legacy columns are live again: the expand phase again, from now on (a link
+        // written while they fill reaches them by itself; one written before the sync is
+        // back is read by the fill). The sync's own steps: several DDL statements in one
+        // step starve beside a busy writer where each needs a gap of its own (MariaDB).
+        expand::install(conn).await?;
         crate::crash_point!("drop down: the columns and the sync are back");
         job_agents_from_links(conn).await?;
         restore_constraints(conn, &columns).await?;
