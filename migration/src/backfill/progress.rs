@@ -35,6 +35,8 @@ impl Progress {
         self.done += n;
         #[cfg(feature = "progress-bar")]
         if let Some(bar) = &self.bar {
+            // As the line: the estimate grows to what was walked.
+            bar.set_length(self.total.max(self.done));
             bar.inc(n);
             return;
         }
@@ -53,18 +55,23 @@ impl Progress {
     }
 
     /// `backfill progress: 120000/1000000 deployments (12.0%), 45000/s, ETA 19s`.
+    ///
+    /// The total is the server's estimate at the start (MariaDB's is a guess), and the
+    /// application inserts deployments meanwhile: once the walk has passed it, the total is
+    /// what was walked, and the line never reads past 100%.
     fn line(&self) -> String {
         let seconds = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = self.done as f64 / seconds;
-        let left = self.total.saturating_sub(self.done) as f64;
+        let total = self.total.max(self.done);
+        let left = (total - self.done) as f64;
         let eta = if rate > 0.0 { left / rate } else { 0.0 };
-        let percent = match self.total {
+        let percent = match total {
             0 => 100.0,
             total => 100.0 * self.done as f64 / total as f64,
         };
         format!(
-            "backfill progress: {}/{} deployments ({percent:.1}%), {rate:.0}/s, ETA {eta:.0}s",
-            self.done, self.total
+            "backfill progress: {}/{total} deployments ({percent:.1}%), {rate:.0}/s, ETA {eta:.0}s",
+            self.done
         )
     }
 }
@@ -96,5 +103,17 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("/s, ETA ") && line.ends_with('s'), "{line}");
+    }
+
+    #[test]
+    fn a_walk_longer_than_the_estimate_reads_100_percent_at_most() {
+        let mut progress = Progress::start(2_024);
+        progress.done = 4_000;
+        let line = progress.line();
+        assert!(
+            line.starts_with("backfill progress: 4000/4000 deployments (100.0%), "),
+            "{line}"
+        );
+        assert!(line.ends_with("ETA 0s"), "{line}");
     }
 }
