@@ -50,6 +50,20 @@ struct WriterReport {
     failure_after_drop: String,
     /// Writes that lost a certification conflict and were tried again (Galera only).
     conflicts_retried: usize,
+    /// Writes that failed otherwise before the drop, by the server's error code (or the
+    /// whole message where it has none): the migration must leave none.
+    failures: BTreeMap<String, usize>,
+    /// The first of them, for the failure message.
+    first_failure: String,
+}
+
+impl WriterReport {
+    fn failures_line(&self) -> String {
+        match self.failures.is_empty() {
+            true => "none".to_owned(),
+            false => format!("{:?}", self.failures),
+        }
+    }
 }
 
 tests::on_server_backends!(writes_during_up_are_never_lost);
@@ -58,8 +72,8 @@ async fn writes_during_up_are_never_lost(backend: Backend) {
     log_the_migration();
     for round in 0..ROUNDS {
         let db = TestDb::create(backend, &format!("live_writers_{round}")).await;
-        let writer = Writer::new(&db.url, false);
-        one_round(&db, writer, round).await;
+        let writer = Writer::new(&db.url, false, 0, 1);
+        one_round(&db, vec![writer], round).await;
     }
 }
 
@@ -70,11 +84,13 @@ mod galera {
     use super::*;
     use tests::galera::GaleraDb;
 
+    /// One writer per node, each with statements prepared before `up` starts (sqlx
+    /// prepares on the server), the migration on node 1.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn writes_on_another_node_during_up_are_never_lost() {
+    async fn writes_on_every_node_during_up_are_never_lost() {
         log_the_migration();
         // A commit costs a round of certification here: small batches keep the backfill
-        // going for as long as the writer needs to land writes in the middle of it.
+        // going for as long as the writers need to land writes in the middle of it.
         migration::settings::Settings {
             batch_size: 10,
             ..Default::default()
@@ -82,8 +98,11 @@ mod galera {
         .install();
         for round in 0..ROUNDS {
             let cluster = GaleraDb::create(&format!("galera_live_writers_{round}")).await;
-            let writer = Writer::new(&cluster.nodes[1].url, true);
-            one_round(cluster.first(), writer, round).await;
+            let lanes = cluster.nodes.len() as u128;
+            let writers = (cluster.nodes.iter().zip(0..))
+                .map(|(node, lane)| Writer::new(&node.url, true, lane, lanes))
+                .collect();
+            one_round(cluster.first(), writers, round).await;
             let links = read::links(cluster.first()).await;
             for (n, node) in cluster.nodes.iter().enumerate().skip(1) {
                 assert!(
@@ -104,9 +123,10 @@ fn log_the_migration() {
         .try_init();
 }
 
-/// Seeds `db`, runs `up` on it while `writer` (on the same database, maybe through another
-/// node) keeps writing, and checks that every committed write is linked.
-async fn one_round(db: &TestDb, writer: Writer, round: usize) {
+/// Seeds `db`, runs `up` on it while `writers` (on the same database, maybe through other
+/// nodes) keep writing, and checks that every committed write is linked and that no write
+/// failed but those after the drop.
+async fn one_round(db: &TestDb, writers: Vec<Writer>, round: usize) {
     let backend = db.backend;
     let legacy = Legacy::build(db, LegacySchema::HandBuilt).await;
     let ws = Uuid::from_u128(0x77);
@@ -130,14 +150,24 @@ async fn one_round(db: &TestDb, writer: Writer, round: usize) {
     }
 
     let migrator = Database::connect(&db.url).await.unwrap();
-    let going = writer.clone();
-    let writer = tokio::spawn(write_until_the_columns_go(writer, backend));
-    going.wait_for(WRITES_BEFORE_UP).await;
+    let going: Vec<Writer> = writers.clone();
+    let writers: Vec<_> = (writers.into_iter())
+        .map(|writer| tokio::spawn(write_until_the_columns_go(writer, backend)))
+        .collect();
+    for writer in &going {
+        writer.wait_for(WRITES_BEFORE_UP).await;
+    }
+    let started = Instant::now();
     Migrator::up(&migrator, None).await.expect("up");
-    let report = writer.await.unwrap();
-    let during_up = report.writes - WRITES_BEFORE_UP;
-
-    committed.extend(report.committed);
+    let up_took = started.elapsed();
+    let mut reports = vec![];
+    for writer in writers {
+        reports.push(writer.await.unwrap());
+    }
+    // Each writer has deployments of its own: their last writes never race each other.
+    for report in &reports {
+        committed.extend(report.committed.clone());
+    }
     let mut expected: Vec<LinkRow> = committed
         .iter()
         .filter_map(|(id, last)| {
@@ -147,34 +177,64 @@ async fn one_round(db: &TestDb, writer: Writer, round: usize) {
         .collect();
     expected.sort_by_key(|link| (link.deployment, link.agent));
     let links = read::links(db).await;
+    let writes: usize = reports.iter().map(|r| r.writes).sum();
     assert!(
         links == expected,
-        "round {round}: after {} concurrent writes, {} links where {} were committed; {}",
-        report.writes,
+        "round {round}: after {writes} concurrent writes, {} links where {} were committed; {}",
         links.len(),
         expected.len(),
         differences(&links, &expected)
     );
-    // An insert or update after the drop names a column that is gone.
-    let failure = &report.failure_after_drop;
-    assert!(
-        ["job_agents", "job_agent_config"]
-            .iter()
-            .any(|column| failure.contains(&format!("{column}'"))
-                || failure.contains(&format!("{column}\""))),
-        "writes after the drop must fail for want of the legacy columns: {failure}"
-    );
-    println!(
-        "{backend:?} round {round}: {during_up} writes during up ({} retried after a \
-         certification conflict), longest stall {} ms; the first write after the drop: {}",
-        report.conflicts_retried,
-        report.longest_stall.as_millis(),
-        report.failure_after_drop
-    );
-    assert!(
-        during_up >= 10,
-        "the writer barely overlapped up: {during_up} writes"
-    );
+    for (n, report) in reports.iter().enumerate() {
+        let during_up = report.writes - WRITES_BEFORE_UP;
+        println!(
+            "{backend:?} round {round}, writer {}: up took {:.1} s; {during_up} writes during \
+             up ({} retried after a certification conflict), failures before the drop: {}, \
+             longest stall {} ms; the first write after the drop: {}",
+            n + 1,
+            up_took.as_secs_f64(),
+            report.conflicts_retried,
+            report.failures_line(),
+            report.longest_stall.as_millis(),
+            report.failure_after_drop
+        );
+        assert!(
+            report.failures.is_empty(),
+            "round {round}, writer {}: writes failed before the drop: {} (first: {})",
+            n + 1,
+            report.failures_line(),
+            report.first_failure
+        );
+        // An insert or update after the drop names a column that is gone.
+        let failure = &report.failure_after_drop;
+        assert!(
+            names_a_legacy_column(failure),
+            "writes after the drop must fail for want of the legacy columns: {failure}"
+        );
+        assert!(
+            during_up >= 10,
+            "writer {} barely overlapped up: {during_up} writes",
+            n + 1
+        );
+    }
+}
+
+/// Whether a failed write names a legacy column (the drop has happened).
+fn names_a_legacy_column(message: &str) -> bool {
+    ["job_agents", "job_agent_config"].iter().any(|column| {
+        message.contains(&format!("{column}'")) || message.contains(&format!("{column}\""))
+    })
+}
+
+/// The server's error code in a message (`1146 (42S02): …`, `error returned from database:
+/// 1146`), if it has one.
+fn server_code(message: &str) -> Option<String> {
+    let after = message.split("error returned from database: ").nth(1)?;
+    let code: String = after
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    (!code.is_empty()).then_some(code)
 }
 
 /// The first few links missing and unexpected, for the failure message.
@@ -214,21 +274,33 @@ async fn read_then_write(
 /// How the application writes: where, and whether it retries certification conflicts
 /// (as applications on Galera must; on a single server the migration must never make a
 /// write fail).
+/// Writers side by side each take one lane of `lanes`: the seeded deployments whose number
+/// is `lane` modulo `lanes`, and new ids of their own, so that each deployment's last write
+/// is known.
 #[derive(Clone)]
 struct Writer {
     url: String,
     retries_conflicts: bool,
+    lane: u128,
+    lanes: u128,
     /// Writes committed so far, for the migration to start only once the writer is going.
     progress: Arc<AtomicUsize>,
 }
 
 impl Writer {
-    fn new(url: &str, retries_conflicts: bool) -> Writer {
+    fn new(url: &str, retries_conflicts: bool, lane: u128, lanes: u128) -> Writer {
         Writer {
             url: url.to_owned(),
             retries_conflicts,
+            lane,
+            lanes,
             progress: Arc::default(),
         }
+    }
+
+    /// The `k`th seeded deployment of this writer's lane (any `k`).
+    fn seeded(&self, k: u128) -> Uuid {
+        seeded((k % (SEEDED / self.lanes)) * self.lanes + self.lane)
     }
 
     /// Waits until the writer has committed `writes` writes.
@@ -273,12 +345,14 @@ async fn write_until_the_columns_go(writer: Writer, backend: Backend) -> WriterR
         longest_stall: Duration::ZERO,
         failure_after_drop: String::new(),
         conflicts_retried: 0,
+        failures: BTreeMap::new(),
+        first_failure: String::new(),
     };
     for i in 0u128.. {
         let config = json!({"write": i as u64});
         let (sql, values, effect) = match i % 3 {
             0 => {
-                let id = Uuid::from_u128(0x9_0000 + i);
+                let id = Uuid::from_u128(0x9_0000 + (writer.lane << 64) + i);
                 let values = vec![
                     id_value(id),
                     id_value(Uuid::from_u128(0x77)),
@@ -287,12 +361,12 @@ async fn write_until_the_columns_go(writer: Writer, backend: Backend) -> WriterR
                 (&insert, values, (id, Some((agent(i), config))))
             }
             1 => {
-                let id = seeded((i * 7919) % SEEDED);
+                let id = writer.seeded(i * 7919);
                 let values = vec![job_agents(agent(i + 1), &config).into(), id_value(id)];
                 (&update, values, (id, Some((agent(i + 1), config))))
             }
             _ => {
-                let id = seeded((i * 104_729 + 13) % SEEDED);
+                let id = writer.seeded(i * 104_729 + 13);
                 (&delete, vec![id_value(id)], (id, None))
             }
         };
@@ -320,9 +394,23 @@ async fn write_until_the_columns_go(writer: Writer, backend: Backend) -> WriterR
             Err(error) if writer.retries_conflicts && error.to_string().contains("1213") => {
                 report.conflicts_retried += 1;
             }
-            Err(error) => {
+            Err(error) if names_a_legacy_column(&error.to_string()) => {
                 report.failure_after_drop = format!("{sql}: {error}");
                 return report;
+            }
+            Err(error) => {
+                let message = error.to_string();
+                let code = server_code(&message).unwrap_or_else(|| message.clone());
+                *report.failures.entry(code).or_default() += 1;
+                if report.first_failure.is_empty() {
+                    report.first_failure = format!("{sql}: {message}");
+                }
+                // A writer failing at every write would never see the drop.
+                assert!(
+                    report.failures.values().sum::<usize>() < 10_000,
+                    "the writer fails at every write: {}",
+                    report.first_failure
+                );
             }
         }
     }
