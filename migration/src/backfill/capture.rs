@@ -29,7 +29,15 @@ pub async fn install<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let what = "installing the capture triggers on deployment";
+    install_as(conn, "installing the capture triggers on deployment").await
+}
+
+/// [`install`], its steps named `what` in the log and in an error (the step of the
+/// migration it is part of).
+pub async fn install_as<C>(conn: &C, what: &str) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     let backend = backends::of(conn.get_database_backend());
     for (n, step) in (backend
         .live_trigger_steps(backend.capture_triggers())

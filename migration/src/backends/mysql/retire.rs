@@ -30,8 +30,8 @@ pub(crate) async fn retire_and_drop(
             // Every write is recorded from now on, by triggers that read no legacy column
             // (the capture, put back if an expand phase had stopped it, then widened); a sync,
             // if one is installed, goes after: it reads and writes the columns by name.
-            capture::install(conn).await?;
             let what = "dropping the legacy columns: capturing every write to deployment";
+            capture::install_as(conn, what).await?;
             with_lock_retries(conn, what, Default::default(), |txn| {
                 Box::pin(capture::capture_every_update_in(txn))
             })
