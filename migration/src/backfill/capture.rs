@@ -39,11 +39,8 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let backend = backends::of(conn.get_database_backend());
-    for (n, step) in (backend
-        .live_trigger_steps(backend.capture_triggers())
-        .into_iter())
-    .enumerate()
-    {
+    let steps = backend.live_trigger_steps(backend.capture_triggers());
+    for (n, step) in steps.into_iter().enumerate() {
         with_lock_retries(conn, what, Default::default(), |txn| {
             let step = step.clone();
             Box::pin(async move {
