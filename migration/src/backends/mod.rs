@@ -411,11 +411,18 @@ pub trait Backend: Send + Sync {
 /// Whether `sql` creates or drops a trigger (the scripts' other statements define routines
 /// and scratch tables), whatever comment lines come first.
 pub fn is_trigger_ddl(sql: &str) -> bool {
-    let code = sql
-        .lines()
-        .filter(|line| !line.trim_start().starts_with("--"));
-    let mut words = code.flat_map(str::split_whitespace);
+    let (_, code) = split_leading_comments(sql);
+    let mut words = code.split_whitespace();
     (words.by_ref().take(4)).any(|word| word.eq_ignore_ascii_case("TRIGGER"))
+}
+
+/// `sql` as the comment lines (`-- …`) it opens with, and the statement after them.
+pub fn split_leading_comments(sql: &str) -> (&str, &str) {
+    let code_at: usize = (sql.split_inclusive('\n'))
+        .take_while(|line| line.trim_start().starts_with("--"))
+        .map(str::len)
+        .sum();
+    sql.split_at(code_at)
 }
 
 /// The implementation for `backend`.

@@ -39,12 +39,7 @@ pub fn steps(ddl: Vec<String>) -> Vec<Vec<String>> {
 /// `sql` under a session clock [`DATED_AHEAD_SECONDS`] ahead, if it creates something
 /// (after the comment lines it may open with).
 fn dated_ahead(sql: &str) -> String {
-    let code_at = (sql.lines())
-        .take_while(|line| line.trim_start().starts_with("--"))
-        .map(|line| line.len() + 1)
-        .sum::<usize>()
-        .min(sql.len());
-    let (comments, code) = sql.split_at(code_at);
+    let (comments, code) = crate::backends::split_leading_comments(sql);
     let mut words = code.split_whitespace();
     if !(words.next()).is_some_and(|word| word.eq_ignore_ascii_case("CREATE")) {
         return sql.to_owned();
