@@ -10,7 +10,7 @@
 //!   `job_agent_id` NULL, `job_agent_config` `{}`);
 //! - neither writes back: each sets the sync guard while it writes the other side, and the
 //!   other side's trigger does nothing while it is set. The migration's own writes (the
-//!   backfill, its catch-up, the refill of `down`) set it too ([`guarded`]).
+//!   backfill, its catch-up, the refill of `down`) set it too (`sync_guard::guarded`).
 //!
 //! The lifecycle, owned here and called by the migrations: [`begin`] at the end of the
 //! backfill's `up` (and of the drop's `down`, which re-enters the phase); [`end_in`] in the
@@ -24,9 +24,9 @@ use sea_orm_migration::sea_orm::TransactionTrait;
 use crate::backends::{self, SyncTarget, column_type};
 use crate::backfill::{capture, catch_up_all};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
-use crate::tables::{
-    DEPLOYMENT, JOB_AGENT, JOIN_TABLE, PENDING_TABLE, SYNC_FROM_LEGACY_UPDATE_TRIGGER,
-};
+use crate::tables::{DEPLOYMENT, JOB_AGENT, JOIN_TABLE, PENDING_TABLE};
+
+pub use crate::sync_guard::installed;
 
 /// Installs the sync, stops the capture and catches up what it recorded while the backfill
 /// ran. From the sync's installation on, a write reaches the other side by itself; one made
@@ -35,11 +35,11 @@ use crate::tables::{
 pub async fn begin(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     let conn = manager.get_connection();
     install(conn).await?;
-    crate::crash_point!("expand: sync installed");
+    crate::fault::crash_point!("expand: sync installed");
     if manager.has_table(PENDING_TABLE).await? {
         // Silenced before the catch-up: a write after this is not recorded, it is synced.
         capture::silence(conn).await?;
-        crate::crash_point!("expand: capture silenced");
+        crate::fault::crash_point!("expand: capture silenced");
         catch_up_all(conn).await?;
     }
     Ok(())
@@ -94,15 +94,6 @@ async fn sync_ddl<C: ConnectionTrait>(
     }
     let triggers = backend.live_trigger_steps(triggers);
     Ok((triggers, routines))
-}
-
-/// Whether the sync is installed (an earlier run began the phase): a batch that writes
-/// links must then lock the rows it reads, or a legacy write racing with it would have its
-/// links replaced by the batch's older ones.
-pub async fn installed<C: ConnectionTrait>(conn: &C) -> Result<bool, DbErr> {
-    let backend = backends::of(conn.get_database_backend());
-    let probe = backend.trigger_exists(SYNC_FROM_LEGACY_UPDATE_TRIGGER);
-    Ok(conn.query_one_raw(probe).await?.is_some())
 }
 
 /// Re-enters the phase on a connection that already runs a locked step (SQLite's rebuild
@@ -165,26 +156,6 @@ async fn remove_with<C: ConnectionTrait>(conn: &C, target: &SyncTarget) -> Resul
         conn.execute_unprepared(&sql).await?;
     }
     Ok(())
-}
-
-/// Runs `write` (the migration's own writes to one side) on a connection that runs a
-/// transaction, with the sync guard set: the other side is left alone.
-pub async fn guarded<C, T>(
-    conn: &C,
-    write: impl AsyncFnOnce() -> Result<T, DbErr>,
-) -> Result<T, DbErr>
-where
-    C: ConnectionTrait,
-{
-    let backend = backends::of(conn.get_database_backend());
-    for statement in backend.sync_guard() {
-        conn.execute_raw(statement).await?;
-    }
-    let written = write().await?;
-    for statement in backend.sync_unguard() {
-        conn.execute_raw(statement).await?;
-    }
-    Ok(written)
 }
 
 /// Both tables against writes (what trigger DDL takes anyway), `deployment` first.

@@ -3,17 +3,17 @@
 //! crash point it reaches; `MIGRATION_CRASH_AT=name`, at the first one of that name. With
 //! `MIGRATION_PAUSE_AT=name`, it stands still for a second at each point of that name
 //! instead (a slow step, for tests of what waits for it). Without the feature,
-//! [`crash_point!`](crate::crash_point) compiles to nothing.
+//! `crash_point!` compiles to nothing.
 
 /// Marks a place where a crash must leave the database recoverable by a rerun of `up`.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! crash_point {
     ($name:expr) => {
         #[cfg(feature = "fault-injection")]
         $crate::fault::reached($name);
     };
 }
+
+pub(crate) use crash_point;
 
 /// Counts crash points and aborts at the one `MIGRATION_CRASH_AT` names.
 #[cfg(feature = "fault-injection")]

@@ -10,14 +10,14 @@
 //! baseline's declarations.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::QueryResult;
 
 use crate::backends;
-use crate::backends::{column_type, is_plain_type_name};
+pub use crate::backends::column_decl::{ColumnDecl, ForeignKeyDecl};
+use crate::backends::column_type;
 use crate::table_rows;
 use crate::tables::{DEPLOYMENT, Deployment, JOB_AGENT, LEGACY_COLUMNS, LegacyColumnRecord};
 
-/// The record's columns, in the order [`LegacyColumnDef::decode`] reads them (the same as the
+/// The record's columns, in the order [`ColumnDecl::decode`] reads them (the same as the
 /// backends' catalogue queries).
 const RECORD_COLUMNS: [LegacyColumnRecord; 9] = [
     LegacyColumnRecord::ColumnName,
@@ -31,69 +31,6 @@ const RECORD_COLUMNS: [LegacyColumnRecord; 9] = [
     LegacyColumnRecord::FkOnDelete,
 ];
 
-/// How one legacy column was declared.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LegacyColumnDef {
-    /// `job_agents`, `job_agent_id` or `job_agent_config`.
-    pub name: String,
-    /// The type as the catalogue prints it (checked to be a plain type name).
-    pub declared_type: String,
-    /// Whether it was `NOT NULL`.
-    pub not_null: bool,
-    /// The default expression as the catalogue keeps it, if any.
-    pub default: Option<String>,
-    /// The column's own checks, as its backend records them (see
-    /// `Backend::recorded_check`): MariaDB's `JSON` is `LONGTEXT` with
-    /// `CHECK (json_valid(…))`; PostgreSQL's checks on the column alone; SQLite's check and
-    /// collation clauses as written.
-    pub check: Option<String>,
-    /// Its foreign key, if it had one.
-    pub foreign_key: Option<LegacyForeignKey>,
-}
-
-/// A legacy column's foreign key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LegacyForeignKey {
-    /// The constraint's name (SQLite keeps none).
-    pub name: Option<String>,
-    /// The parent table, as the catalogue names it.
-    pub table: String,
-    /// The parent column.
-    pub column: String,
-    /// `NO ACTION`, `RESTRICT`, `CASCADE`, `SET NULL` or `SET DEFAULT`.
-    pub on_delete: String,
-}
-
-impl LegacyColumnDef {
-    /// Decodes a row of the catalogue query or of the record table (same column order).
-    fn decode(row: &QueryResult) -> Result<Self, DbErr> {
-        let declared_type: String = row.try_get_by_index(1)?;
-        if !is_plain_type_name(&declared_type) {
-            return Err(DbErr::Migration(format!(
-                "a legacy column has a type this migration cannot restore: {declared_type:?}"
-            )));
-        }
-        let fk_table: Option<String> = row.try_get_by_index(6)?;
-        let foreign_key = match fk_table {
-            Some(table) => Some(LegacyForeignKey {
-                name: row.try_get_by_index(5)?,
-                table,
-                column: row.try_get_by_index(7)?,
-                on_delete: row.try_get_by_index(8)?,
-            }),
-            None => None,
-        };
-        Ok(LegacyColumnDef {
-            name: row.try_get_by_index(0)?,
-            declared_type,
-            not_null: row.try_get_by_index::<i32>(2)? != 0,
-            default: row.try_get_by_index(3)?,
-            check: row.try_get_by_index(4)?,
-            foreign_key,
-        })
-    }
-}
-
 /// Records the legacy columns' declarations, if the columns are still there and nothing is
 /// recorded yet: a run that failed half-way (MariaDB drops the foreign key in a statement of
 /// its own) must not replace the first record with what it left.
@@ -104,7 +41,7 @@ pub async fn record<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
         .query_all_raw(backend.legacy_column_definitions())
         .await?
     {
-        let mut def = LegacyColumnDef::decode(&row)?;
+        let mut def = ColumnDecl::decode(&row)?;
         def.check = backend.recorded_check(&def.name, def.check.take());
         defs.push(def);
     }
@@ -138,7 +75,7 @@ pub async fn record<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
 
 /// The recorded declarations, in `job_agents`, `job_agent_id`, `job_agent_config` order; the
 /// baseline's where nothing was recorded (a database migrated before the record existed).
-pub async fn recorded(manager: &SchemaManager<'_>) -> Result<Vec<LegacyColumnDef>, DbErr> {
+pub async fn recorded(manager: &SchemaManager<'_>) -> Result<Vec<ColumnDecl>, DbErr> {
     let conn = manager.get_connection();
     if !manager.has_table(record_table_name()).await?
         || !table_rows::exist(conn, LegacyColumnRecord::Table).await?
@@ -151,7 +88,7 @@ pub async fn recorded(manager: &SchemaManager<'_>) -> Result<Vec<LegacyColumnDef
         .to_owned();
     let mut defs = vec![];
     for row in conn.query_all(&query).await? {
-        defs.push(LegacyColumnDef::decode(&row)?);
+        defs.push(ColumnDecl::decode(&row)?);
     }
     defs.sort_by_key(|d| LEGACY_COLUMNS.iter().position(|c| *c == d.name));
     Ok(defs)
@@ -202,12 +139,12 @@ fn record_table() -> TableCreateStatement {
 
 /// What the baseline migration declares: `job_agent_id` nullable with a foreign key to
 /// `job_agent`, the two JSON columns `NOT NULL` with empty defaults.
-async fn baseline<C: ConnectionTrait>(conn: &C) -> Result<Vec<LegacyColumnDef>, DbErr> {
+async fn baseline<C: ConnectionTrait>(conn: &C) -> Result<Vec<ColumnDecl>, DbErr> {
     let backend = backends::of(conn.get_database_backend());
     let json = backend.json_type();
     let json_default = |text: &str| Some(backend.string_literal(text));
     Ok(vec![
-        LegacyColumnDef {
+        ColumnDecl {
             name: "job_agents".to_owned(),
             declared_type: json.to_owned(),
             not_null: true,
@@ -215,20 +152,20 @@ async fn baseline<C: ConnectionTrait>(conn: &C) -> Result<Vec<LegacyColumnDef>, 
             check: None,
             foreign_key: None,
         },
-        LegacyColumnDef {
+        ColumnDecl {
             name: "job_agent_id".to_owned(),
             declared_type: column_type(conn, JOB_AGENT, "id").await?,
             not_null: false,
             default: None,
             check: None,
-            foreign_key: Some(LegacyForeignKey {
+            foreign_key: Some(ForeignKeyDecl {
                 name: Some("fk_deployment_job_agent_id".to_owned()),
                 table: JOB_AGENT.to_owned(),
                 column: "id".to_owned(),
                 on_delete: "NO ACTION".to_owned(),
             }),
         },
-        LegacyColumnDef {
+        ColumnDecl {
             name: "job_agent_config".to_owned(),
             declared_type: json.to_owned(),
             not_null: true,

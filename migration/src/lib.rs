@@ -50,6 +50,7 @@ pub mod data_guard;
 pub mod expand;
 #[doc(hidden)]
 pub mod fault;
+pub mod ids;
 pub mod legacy_columns;
 pub mod legacy_shape;
 mod locks;
@@ -63,9 +64,11 @@ mod ownership;
 pub mod privileges;
 mod refill;
 pub mod replicas;
+mod retire;
 mod runtime;
 pub mod settings;
 pub mod stop;
+mod sync_guard;
 mod table_rows;
 mod tables;
 

@@ -19,7 +19,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::crash_point!("m20261125_000001_create_legacy_baseline: up starts");
+        crate::fault::crash_point!("m20261125_000001_create_legacy_baseline: up starts");
         crate::legacy_shape::check(manager).await?;
         let mut missing = vec![];
         for table in LEGACY_TABLES {

@@ -22,7 +22,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::crash_point!("m20261125_000002_create_deployment_job_agent: up starts");
+        crate::fault::crash_point!("m20261125_000002_create_deployment_job_agent: up starts");
         let conn = manager.get_connection();
         let backend = manager.get_database_backend();
         let deployment_id = column_type(conn, DEPLOYMENT, "id").await?;
@@ -53,7 +53,7 @@ impl MigrationTrait for Migration {
             })
             .await?;
         }
-        crate::crash_point!("join table created");
+        crate::fault::crash_point!("join table created");
         let reject_index = Index::create()
             .name(REJECT_DEPLOYMENT_INDEX)
             .table(BackfillReject::Table)

@@ -19,7 +19,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::crash_point!("m20261125_000003_backfill_deployment_job_agent: up starts");
+        crate::fault::crash_point!("m20261125_000003_backfill_deployment_job_agent: up starts");
         let conn = manager.get_connection();
         crate::replicas::check_settings(conn).await?;
         crate::backends::log_cluster_note(conn).await?;

@@ -12,7 +12,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::TransactionTrait;
 
 use crate::backends::{json_value, read_id, select_id, select_json_text};
-use crate::backfill::ids::StoredId;
+use crate::ids::StoredId;
 use crate::locks::with_lock_retries;
 use crate::replicas::Throttle;
 use crate::settings::Settings;
@@ -39,7 +39,7 @@ where
             Box::pin(async move { fill_batch(txn, after.as_ref(), batch_size).await })
         })
         .await?;
-        crate::crash_point!("refill: batch committed");
+        crate::fault::crash_point!("refill: batch committed");
         match last {
             Some(last) => cursor = Some(last),
             None => return Ok(()),
@@ -66,7 +66,7 @@ async fn fill_batch<C: ConnectionTrait>(
     after: Option<&StoredId>,
     limit: u64,
 ) -> Result<Option<StoredId>, DbErr> {
-    crate::expand::guarded(txn, async || fill_unguarded(txn, after, limit).await).await
+    crate::sync_guard::guarded(txn, async || fill_unguarded(txn, after, limit).await).await
 }
 
 async fn fill_unguarded<C: ConnectionTrait>(

@@ -5,6 +5,7 @@
 //! One implementation per backend behind [`Backend`]; [`of`] is the one place that picks it.
 //! Every statement here is fixed text with bound values.
 
+pub mod column_decl;
 pub mod mysql;
 pub mod postgres;
 #[cfg(test)]
@@ -17,8 +18,8 @@ use std::time::Duration;
 use sea_orm_migration::prelude::{ConnectionTrait, Expr, IntoIden};
 use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, RuntimeErr, Statement, sqlx};
 
-use crate::backfill::ids::StoredId;
-use crate::legacy_columns::LegacyColumnDef;
+use crate::ids::StoredId;
+use column_decl::ColumnDecl;
 
 /// Why a statement gave up: another session held what it needed. All of them are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +163,7 @@ pub trait Backend: Send + Sync {
     fn lock_in_order(&self, first: TableLock, then: &[TableLock]) -> Vec<Statement>;
 
     /// How the legacy columns are declared now, one row each, in the column order of
-    /// [`crate::legacy_columns::LegacyColumnDef`]'s record: name, type, not null (0/1),
+    /// [`crate::legacy_columns::ColumnDecl`]'s record: name, type, not null (0/1),
     /// default, check, foreign key name, parent table, parent column, `ON DELETE` rule.
     fn legacy_column_definitions(&self) -> Statement;
 
@@ -197,11 +198,11 @@ pub trait Backend: Send + Sync {
 
     /// Statements that add `column` back nullable, without default, with its foreign key
     /// (which every row satisfies while the column is NULL): instant on a large table.
-    fn add_legacy_column(&self, column: &LegacyColumnDef) -> Vec<String>;
+    fn add_legacy_column(&self, column: &ColumnDecl) -> Vec<String>;
 
     /// The steps that give a refilled legacy column its default, `NOT NULL` and a checked
     /// foreign key, each holding a strong lock for an instant at most.
-    fn restore_constraints(&self, column: &LegacyColumnDef) -> Vec<ConstraintStep>;
+    fn restore_constraints(&self, column: &ColumnDecl) -> Vec<ConstraintStep>;
 
     /// Statements that install the capture triggers on `deployment` (see
     /// `backfill::capture`). An update is recorded only when it changes a column the rules
@@ -473,7 +474,7 @@ pub fn holder(row: &QueryResult) -> Result<Holder, DbErr> {
 }
 
 /// The name a legacy column's foreign key gets back: its recorded one, or the baseline's.
-pub fn foreign_key_name(column: &LegacyColumnDef) -> String {
+pub fn foreign_key_name(column: &ColumnDecl) -> String {
     (column.foreign_key.as_ref())
         .and_then(|key| key.name.clone())
         .unwrap_or_else(|| format!("fk_deployment_{}", column.name))

@@ -4,26 +4,25 @@
 
 use std::time::Duration;
 
+use super::column_decl::{ColumnDecl, ForeignKeyDecl};
 use super::{
     Backend, ConstraintStep, SyncTarget, TableLock, mysql::MySql, postgres::Postgres,
     sqlite::Sqlite,
 };
-use crate::legacy_columns::{LegacyColumnDef, LegacyForeignKey};
 use sea_orm_migration::sea_orm::Statement;
 
 /// The legacy columns as an old application declared them, in this backend's type names.
-fn legacy_columns(json: &str, id: &str) -> Vec<LegacyColumnDef> {
-    let column =
-        |name: &str, declared_type: &str, not_null, default: Option<&str>| LegacyColumnDef {
-            name: name.to_owned(),
-            declared_type: declared_type.to_owned(),
-            not_null,
-            default: default.map(str::to_owned),
-            check: None,
-            foreign_key: None,
-        };
+fn legacy_columns(json: &str, id: &str) -> Vec<ColumnDecl> {
+    let column = |name: &str, declared_type: &str, not_null, default: Option<&str>| ColumnDecl {
+        name: name.to_owned(),
+        declared_type: declared_type.to_owned(),
+        not_null,
+        default: default.map(str::to_owned),
+        check: None,
+        foreign_key: None,
+    };
     let mut job_agent_id = column("job_agent_id", id, false, None);
-    job_agent_id.foreign_key = Some(LegacyForeignKey {
+    job_agent_id.foreign_key = Some(ForeignKeyDecl {
         name: Some("deployment_job_agent_id_fkey".to_owned()),
         table: "job_agent".to_owned(),
         column: "id".to_owned(),

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use sea_orm_migration::prelude::*;
 use uuid::Uuid;
 
-use super::ids::{StoredId, null_id};
 use super::rules::AgentFacts;
 use crate::backends::{read_id, select_id};
+use crate::ids::{StoredId, null_id};
 use crate::tables::JobAgent;
 
 /// Every job agent whose id is a UUID, by that UUID.

@@ -64,7 +64,7 @@ where
         let what = format!("putting back the foreign key to {parent}");
         for step in backend.join_table_key_steps(name, column, parent) {
             run_step(conn, &what, &step).await?;
-            crate::crash_point!("bulk load: constraint step");
+            crate::fault::crash_point!("bulk load: constraint step");
         }
     }
     for sql in backend.check_keys_again() {

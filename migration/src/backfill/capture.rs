@@ -20,7 +20,7 @@ use crate::backends::{column_type, read_id, select_id};
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{BackfillPending, DEPLOYMENT, PENDING_TABLE};
 
-use super::ids::StoredId;
+use crate::ids::StoredId;
 
 /// Creates the pending table and the triggers that fill it, as the backend's steps under
 /// the lock timeout (trigger DDL locks `deployment` against writes; the first step creates
@@ -52,7 +52,7 @@ where
                 }
                 for sql in step {
                     txn.execute_unprepared(&sql).await?;
-                    crate::crash_point!("capture: trigger step");
+                    crate::fault::crash_point!("capture: trigger step");
                 }
                 Ok(())
             })

@@ -12,7 +12,7 @@
 mod agents;
 mod bulk_load;
 pub mod capture;
-pub mod ids;
+pub use crate::ids;
 pub mod preview;
 mod progress;
 mod resume;
@@ -104,13 +104,13 @@ where
     let started = Instant::now();
     let agents = Arc::new(AgentDirectory::load(conn).await?);
     bulk_load::set_aside(conn).await?;
-    crate::crash_point!("backfill: constraints set aside");
+    crate::fault::crash_point!("backfill: constraints set aside");
     // However the load ends (its last batch, a stop request, an error), the join table gets
     // its constraints back before the step returns.
     let loaded = load(conn, agents).await;
     let restored = bulk_load::restore(conn).await;
     let summary = loaded?;
-    crate::crash_point!("backfill: every batch committed");
+    crate::fault::crash_point!("backfill: every batch committed");
     restored?;
     bulk_load::refresh_statistics(conn).await?;
     resume::forget(conn).await?;
@@ -147,7 +147,7 @@ where
     // its foreign keys, and wherever an earlier run left the sync on: a legacy write then
     // either commits first (and the page reads it) or waits and replaces the page's links.
     let locked = backends::of(conn.get_database_backend()).locks_page_rows()
-        || crate::expand::installed(conn).await?;
+        || crate::sync_guard::installed(conn).await?;
     let mut throttle = Throttle::start(conn).await?;
     loop {
         throttle.wait_for_replicas(conn, "backfill").await?;
@@ -172,13 +172,13 @@ where
                 if let Some(last) = batch.last() {
                     resume::record(txn, &last.id).await?;
                 }
-                crate::crash_point!("backfill: batch written, not committed");
+                crate::fault::crash_point!("backfill: batch written, not committed");
                 Ok(batch.last().map(|last| (last.id.clone(), written)))
             })
         })
         .await?;
         let Some((last, written)) = batch else { break };
-        crate::crash_point!("backfill: batch committed");
+        crate::fault::crash_point!("backfill: batch committed");
         cursor = Some(last);
         progress.advance(written.deployments);
         summary.merge(written);
@@ -301,7 +301,7 @@ where
                 let batch = source::read_ids(txn, &ids, names, true).await?;
                 let written = apply(txn, &batch, &agents, sink::Earlier::ANYTHING).await?;
                 capture::forget(txn, &ids).await?;
-                crate::crash_point!("catch-up: batch drained, not committed");
+                crate::fault::crash_point!("catch-up: batch drained, not committed");
                 Ok((ids.len(), written))
             })
         })
@@ -333,9 +333,9 @@ pub async fn catch_up<C: ConnectionTrait>(conn: &C) -> Result<BackfillSummary, D
         }
         let batch = source::read_ids(conn, &ids, LegacyNames::Live, false).await?;
         summary.merge(apply(conn, &batch, &agents, sink::Earlier::ANYTHING).await?);
-        crate::crash_point!("catch-up: batch written");
+        crate::fault::crash_point!("catch-up: batch written");
         capture::forget(conn, &ids).await?;
-        crate::crash_point!("catch-up: batch forgotten");
+        crate::fault::crash_point!("catch-up: batch forgotten");
     }
     summary.log("catch-up under lock", started);
     Ok(summary)

@@ -8,8 +8,8 @@
 
 use sea_orm_migration::prelude::*;
 
-use super::ids::StoredId;
 use crate::backends::{column_type, read_id, select_id};
+use crate::ids::StoredId;
 use crate::tables::{BackfillProgress, DEPLOYMENT};
 
 /// The one row's key.

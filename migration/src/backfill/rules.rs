@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::ids::IdKey;
+use crate::ids::IdKey;
 
 /// The legacy column a reject row is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 use sea_orm_migration::prelude::*;
 
 use super::agents::AgentDirectory;
-use super::ids::{StoredId, null_id};
 use super::rules::{Plan, PlannedReject};
 use crate::backends::{json_value, read_id, select_id, select_json_text};
+use crate::ids::{StoredId, null_id};
 use crate::table_rows;
 use crate::tables::{BackfillReject, DeploymentJobAgent};
 
@@ -53,7 +53,7 @@ pub async fn write_plans<C: ConnectionTrait>(
     earlier: Earlier,
 ) -> Result<(), DbErr> {
     let write = async || write_unguarded(conn, planned, agents, earlier).await;
-    crate::expand::guarded(conn, write).await
+    crate::sync_guard::guarded(conn, write).await
 }
 
 async fn write_unguarded<C: ConnectionTrait>(

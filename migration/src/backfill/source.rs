@@ -7,9 +7,9 @@ use futures_util::StreamExt;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, QueryResult, StreamTrait};
 
-use super::ids::{StoredId, null_id};
 use super::rules::LegacyDeployment;
 use crate::backends::{self, read_id, select_id, select_json_text};
+use crate::ids::{StoredId, null_id};
 use crate::tables::{Deployment, LegacyNames};
 
 /// A `deployment` row's legacy columns, as stored.

@@ -3,7 +3,6 @@
 //! `metadata_lock_info` plugin).
 
 mod live_triggers;
-pub mod retire;
 mod sync;
 
 use std::time::Duration;
@@ -11,8 +10,8 @@ use std::time::Duration;
 use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement, sqlx};
 
 use super::{Backend, ConstraintStep, Contention, SyncTarget, TableLock, foreign_key_name};
-use crate::backfill::ids::StoredId;
-use crate::legacy_columns::LegacyColumnDef;
+use crate::backends::column_decl::ColumnDecl;
+use crate::ids::StoredId;
 use crate::tables::{
     CAPTURE_INSERT_TRIGGER, CAPTURE_UPDATE_TRIGGER, DEPLOYMENT, LEGACY_COLUMNS, PENDING_TABLE,
 };
@@ -121,7 +120,7 @@ impl Backend for MySql {
 
     /// Adding a foreign key copies the table unless foreign keys are not checked; every
     /// row of a new column is NULL, so there is nothing to check.
-    fn add_legacy_column(&self, column: &LegacyColumnDef) -> Vec<String> {
+    fn add_legacy_column(&self, column: &ColumnDecl) -> Vec<String> {
         let name = quote(&column.name);
         let (declared_type, check) = type_and_check(column);
         let mut sql = format!(
@@ -149,7 +148,7 @@ impl Backend for MySql {
     /// a column's inline check with the one it declares, or none): InnoDB makes a `JSON`
     /// column `NOT NULL` in place, with writers going on, holding the metadata lock only at
     /// its ends. (A check of the operator's own, not `JSON`'s, makes MariaDB copy the table.)
-    fn restore_constraints(&self, column: &LegacyColumnDef) -> Vec<ConstraintStep> {
+    fn restore_constraints(&self, column: &ColumnDecl) -> Vec<ConstraintStep> {
         if !column.not_null && column.default.is_none() {
             return vec![];
         }
@@ -340,7 +339,7 @@ const JSON_SPELLED_OUT: &str = "longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_b
 /// catalogue shows what `JSON` means, so that `MODIFY` finds the column unchanged but for
 /// what it restores and runs in place (spelled out, the check counts as a change of type and
 /// the table is copied).
-fn type_and_check(column: &LegacyColumnDef) -> (String, String) {
+fn type_and_check(column: &ColumnDecl) -> (String, String) {
     let json_check = format!("json_valid({})", quote(&column.name));
     match &column.check {
         Some(check) if *check == json_check && column.declared_type == JSON_SPELLED_OUT => {

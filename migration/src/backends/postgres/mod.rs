@@ -1,7 +1,6 @@
 //! PostgreSQL: `lock_timeout` per transaction, SQLSTATEs, `pg_blocking_pids`; the expand
 //! phase's triggers in `sync.sql`; the drop step's locked transaction in `drop.rs`.
 
-pub mod drop;
 mod sync;
 
 use std::time::Duration;
@@ -11,8 +10,8 @@ use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement, sqlx}
 use uuid::Uuid;
 
 use super::{Backend, ConstraintStep, Contention, SyncTarget, TableLock, foreign_key_name};
-use crate::backfill::ids::StoredId;
-use crate::legacy_columns::LegacyColumnDef;
+use crate::backends::column_decl::ColumnDecl;
+use crate::ids::StoredId;
 use crate::tables::{
     CAPTURE_FUNCTION, CAPTURE_UPDATE_TRIGGER, DEPLOYMENT, JOB_AGENT, JOIN_TABLE, LEGACY_COLUMNS,
     PENDING_TABLE,
@@ -110,7 +109,7 @@ impl Backend for Postgres {
 
     /// The foreign key is added `NOT VALID` (no scan); it is checked for new rows at once
     /// and validated, without blocking writers, once the column is filled.
-    fn add_legacy_column(&self, column: &LegacyColumnDef) -> Vec<String> {
+    fn add_legacy_column(&self, column: &ColumnDecl) -> Vec<String> {
         let name = quote(&column.name);
         let mut statements = vec![format!(
             "ALTER TABLE {DEPLOYMENT} ADD COLUMN IF NOT EXISTS {name} {}",
@@ -132,7 +131,7 @@ impl Backend for Postgres {
     /// `NOT NULL` the way that never scans under an exclusive lock: a `CHECK (… IS NOT
     /// NULL) NOT VALID`, validated without blocking writers, lets `SET NOT NULL` skip its
     /// scan; the check then goes.
-    fn restore_constraints(&self, column: &LegacyColumnDef) -> Vec<ConstraintStep> {
+    fn restore_constraints(&self, column: &ColumnDecl) -> Vec<ConstraintStep> {
         let name = quote(&column.name);
         let exclusive = |statements| ConstraintStep {
             lock: Some(TableLock::access_exclusive(DEPLOYMENT)),
@@ -442,7 +441,7 @@ fn quote(identifier: &str) -> String {
 
 /// A legacy column's own checks (those on it alone), as recorded: name and definition as
 /// `pg_get_constraintdef` prints it, from the JSON array the catalogue query builds.
-fn column_checks(column: &LegacyColumnDef) -> Vec<(String, String)> {
+fn column_checks(column: &ColumnDecl) -> Vec<(String, String)> {
     (column.check.as_deref())
         .and_then(|json| serde_json::from_str(json).ok())
         .unwrap_or_default()

@@ -11,8 +11,8 @@ use sea_orm_migration::prelude::{Alias, Expr, Func};
 use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement, sqlx};
 
 use super::{Backend, ConstraintStep, Contention, SyncTarget, TableLock};
-use crate::backfill::ids::StoredId;
-use crate::legacy_columns::LegacyColumnDef;
+use crate::backends::column_decl::ColumnDecl;
+use crate::ids::StoredId;
 use crate::tables::{
     CAPTURE_INSERT_TRIGGER, CAPTURE_UPDATE_TRIGGER, DEPLOYMENT, JOB_AGENT_ID_INDEX, JOIN_TABLE,
     LEGACY_COLUMNS, PENDING_TABLE,
@@ -73,7 +73,7 @@ impl Backend for Sqlite {
     }
 
     /// SQLite adds a foreign key only inline with its column.
-    fn add_legacy_column(&self, column: &LegacyColumnDef) -> Vec<String> {
+    fn add_legacy_column(&self, column: &ColumnDecl) -> Vec<String> {
         let mut sql = format!(
             "ALTER TABLE {DEPLOYMENT} ADD COLUMN {} {}",
             quote(&column.name),
@@ -92,7 +92,7 @@ impl Backend for Sqlite {
 
     /// SQLite cannot alter a column: `NOT NULL` and defaults come back with a table rebuild
     /// (see `rebuild::redefine_columns` and [`column_definition`]).
-    fn restore_constraints(&self, _column: &LegacyColumnDef) -> Vec<ConstraintStep> {
+    fn restore_constraints(&self, _column: &ColumnDecl) -> Vec<ConstraintStep> {
         vec![]
     }
 
@@ -247,7 +247,7 @@ impl Backend for Sqlite {
 
 /// A legacy column's whole declaration, for a rebuilt table (its foreign key is kept by the
 /// rebuild from the catalogue; its checks and collation are recorded as written).
-pub fn column_definition(column: &LegacyColumnDef) -> String {
+pub fn column_definition(column: &ColumnDecl) -> String {
     let mut sql = format!("{} {}", quote(&column.name), column.declared_type);
     if column.not_null {
         sql.push_str(" NOT NULL");

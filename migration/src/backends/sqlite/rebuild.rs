@@ -169,7 +169,7 @@ where
     ];
     for sql in statements.iter().chain(&indexes.create_statements) {
         txn.execute_unprepared(sql).await?;
-        crate::crash_point!("sqlite rebuild: statement");
+        crate::fault::crash_point!("sqlite rebuild: statement");
     }
     last(&txn).await?;
     let violations = query_rows(&txn, "PRAGMA foreign_key_check", vec![]).await?;

@@ -17,7 +17,7 @@ use crate::tables::{DEPLOYMENT, Deployment, LEGACY_COLUMNS, RETIRED_LEGACY_COLUM
 /// application, and then the retired columns go. Each step is idempotent, so a rerun after a
 /// failure anywhere finishes the job. `capturing` and `legacy` say whether `up` found the
 /// pending table and the legacy columns under their own names.
-pub(crate) async fn retire_and_drop(
+pub(super) async fn retire_and_drop(
     manager: &SchemaManager<'_>,
     capturing: bool,
     legacy: bool,
@@ -36,7 +36,7 @@ pub(crate) async fn retire_and_drop(
                 Box::pin(capture::capture_every_update_in(txn))
             })
             .await?;
-            crate::crash_point!("drop: capture widened");
+            crate::fault::crash_point!("drop: capture widened");
         }
         // The sync filled the legacy columns of a deployment the new version inserts; from
         // now on (and under their retired names) their defaults do.
@@ -73,7 +73,7 @@ pub(crate) async fn retire_and_drop(
 async fn retire(txn: &DatabaseTransaction) -> Result<(), DbErr> {
     let manager = SchemaManager::new(txn);
     drop_foreign_keys(&manager, "job_agent_id").await?;
-    crate::crash_point!("drop: foreign keys dropped");
+    crate::fault::crash_point!("drop: foreign keys dropped");
     let mut rename = Table::alter();
     rename.table(Deployment::Table);
     let mut any = false;
@@ -112,7 +112,7 @@ async fn give_defaults(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
 async fn drop_retired(txn: &DatabaseTransaction) -> Result<(), DbErr> {
     let manager = SchemaManager::new(txn);
     legacy_columns::drop_present(&manager, &RETIRED_LEGACY_COLUMNS).await?;
-    crate::crash_point!("drop: retired columns dropped");
+    crate::fault::crash_point!("drop: retired columns dropped");
     // Emptied, not dropped: a statement the application prepared while the capture's
     // triggers wrote it opens it again at every execution (see `sync::remove`).
     capture::forget_everything_in(&manager).await

@@ -13,7 +13,7 @@ use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{DEPLOYMENT, JOB_AGENT, JOIN_TABLE, LEGACY_COLUMNS};
 
 /// The drop step, retried as a whole while it loses to the application's locks.
-pub(crate) async fn drop_legacy_columns<C>(conn: &C) -> Result<(), DbErr>
+pub(super) async fn drop_legacy_columns<C>(conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>,
 {
@@ -33,11 +33,11 @@ async fn drop_under_lock(txn: &DatabaseTransaction) -> Result<(), DbErr> {
         TableLock::access_exclusive(JOB_AGENT),
     ];
     lock_in_order(txn, TableLock::access_exclusive(DEPLOYMENT), &then).await?;
-    crate::crash_point!("drop: deployment locked");
+    crate::fault::crash_point!("drop: deployment locked");
     legacy_columns::record(txn).await?;
     let manager = SchemaManager::new(txn);
     capture::finish_in(&manager).await?;
     expand::end_in(txn).await?;
-    crate::crash_point!("drop: caught up");
+    crate::fault::crash_point!("drop: caught up");
     legacy_columns::drop_present(&manager, &LEGACY_COLUMNS).await
 }
