@@ -2,6 +2,7 @@
 //! version's `replace_job_agents`, each timed with the sync installed, then again on the
 //! same database once it is removed.
 
+use migration::context::Context;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,7 +34,7 @@ pub async fn measure(url: &str, runs: usize) -> Result<Vec<Latency>, DbErr> {
     let mut latencies = vec![];
     for (with, label) in [(true, "with the sync"), (false, "without")] {
         if !with {
-            migration::expand::end(db).await?;
+            migration::expand::end(&Context::default(), db).await?;
         }
         let old = timed(label, runs, &statements, async |i| {
             let (deployment, agents) = &targets[i % targets.len()];

@@ -23,6 +23,7 @@ use sea_orm_migration::sea_orm::TransactionTrait;
 
 use crate::backends::{self, SyncTarget, column_type};
 use crate::backfill::{capture, catch_up_all};
+use crate::context::Context;
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{DEPLOYMENT, JOB_AGENT, JOIN_TABLE, PENDING_TABLE};
 
@@ -32,15 +33,15 @@ pub use crate::sync_guard::installed;
 /// ran. From the sync's installation on, a write reaches the other side by itself; one made
 /// before it is in the capture and is caught up here. The (empty) pending table and, where
 /// silencing left them, the capture's triggers go with the drop step. Safe to run again.
-pub async fn begin(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+pub async fn begin(ctx: &Context, manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     let conn = manager.get_connection();
-    install(conn).await?;
+    install(ctx, conn).await?;
     crate::fault::crash_point!("expand: sync installed");
     if manager.has_table(PENDING_TABLE).await? {
         // Silenced before the catch-up: a write after this is not recorded, it is synced.
-        capture::silence(conn).await?;
+        capture::silence(ctx, conn).await?;
         crate::fault::crash_point!("expand: capture silenced");
-        catch_up_all(conn).await?;
+        catch_up_all(ctx, conn).await?;
     }
     Ok(())
 }
@@ -49,7 +50,7 @@ pub async fn begin(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
 /// backend's steps (trigger DDL locks its table against writes for an instant; where DDL
 /// commits as it goes, each statement is a step, and one that loses to the writers retries
 /// only itself). Safe to run again.
-pub async fn install<C>(conn: &C) -> Result<(), DbErr>
+pub async fn install<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -60,7 +61,7 @@ where
     let count = steps.len();
     for (n, step) in steps.into_iter().enumerate() {
         let what = format!("installing the sync (step {} of {count})", n + 1);
-        run_locked(conn, &what, step).await?;
+        run_locked(ctx, conn, &what, step).await?;
     }
     Ok(())
 }
@@ -104,16 +105,16 @@ pub async fn resume_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
 
 /// Removes the sync triggers before the backfill's links are deleted (which would otherwise
 /// empty every deployment's legacy columns). Safe to run again.
-pub async fn abandon<C>(conn: &C) -> Result<(), DbErr>
+pub async fn abandon<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    end(conn).await
+    end(ctx, conn).await
 }
 
 /// Removes the sync triggers, each statement a step under the lock timeout (as
 /// [`install`]). Safe to run again.
-pub async fn end<C>(conn: &C) -> Result<(), DbErr>
+pub async fn end<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -122,17 +123,22 @@ where
     let count = statements.len();
     for (n, sql) in statements.into_iter().enumerate() {
         let what = format!("removing the sync triggers (step {} of {count})", n + 1);
-        run_locked(conn, &what, vec![sql]).await?;
+        run_locked(ctx, conn, &what, vec![sql]).await?;
     }
     Ok(())
 }
 
 /// Statements on both tables, as one step under the lock timeout.
-async fn run_locked<C>(conn: &C, what: &str, statements: Vec<String>) -> Result<(), DbErr>
+async fn run_locked<C>(
+    ctx: &Context,
+    conn: &C,
+    what: &str,
+    statements: Vec<String>,
+) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    with_lock_retries(conn, what, Default::default(), |txn| {
+    with_lock_retries(ctx, conn, what, Default::default(), |txn| {
         let statements = statements.clone();
         Box::pin(async move {
             lock_both(txn).await?;

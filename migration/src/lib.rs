@@ -21,7 +21,8 @@
 //! .await?;
 //!
 //! // What `up` would do, changing nothing:
-//! let preview = migration::backfill::preview(&db).await?;
+//! let context = migration::context::Context::from_env()?;
+//! let preview = migration::backfill::preview(&context, &db).await?;
 //! assert_eq!((preview.deployments, preview.links), (1, 1));
 //!
 //! Migrator::up(&db, None).await?;
@@ -42,10 +43,13 @@
 pub use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseExecutor;
 
+use context::Context;
+
 use migrator_lock::steps::{Steps, reborrow};
 
 mod backends;
 pub mod backfill;
+pub mod context;
 pub mod data_guard;
 pub mod expand;
 #[doc(hidden)]
@@ -72,31 +76,72 @@ mod sync_guard;
 mod table_rows;
 mod tables;
 
-/// The migrations, in order.
+/// The migrations, in order. `Migrator::up` and the rest of [`MigratorTrait`] read their
+/// settings from the environment ([`Context::from_env`]); [`Migrator::with`] runs them with
+/// a context of your own.
 pub struct Migrator;
 
-/// Every command that changes the schema holds the migrator lock (see `migrator_lock`)
-/// from before it reads which migrations are pending until it is done, so that replicas
-/// starting at once apply each migration once: the others wait, then find nothing to do.
-#[async_trait::async_trait]
-impl MigratorTrait for Migrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(m20261125_000001_create_legacy_baseline::Migration),
-            Box::new(m20261125_000002_create_deployment_job_agent::Migration),
-            Box::new(m20261125_000003_backfill_deployment_job_agent::Migration),
-            Box::new(m20261125_000004_drop_legacy_job_agent_columns::Migration),
-        ]
+impl Migrator {
+    /// The same commands with `context`: the settings and the stop request of this run.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use migration::{Migrator, context::Context, settings::Settings};
+    /// use sea_orm_migration::sea_orm::Database;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sea_orm_migration::DbErr> {
+    /// let db = Database::connect("sqlite::memory:").await?;
+    /// let context = Context::new(Settings { batch_size: 500, ..Settings::default() });
+    /// Migrator::with(context).up(&db, None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with(context: Context) -> Configured {
+        Configured { context }
+    }
+}
+
+/// The migrations, each with `context`.
+fn migrations(context: &Context) -> Vec<Box<dyn MigrationTrait>> {
+    vec![
+        Box::new(m20261125_000001_create_legacy_baseline::Migration),
+        Box::new(m20261125_000002_create_deployment_job_agent::Migration {
+            context: context.clone(),
+        }),
+        Box::new(m20261125_000003_backfill_deployment_job_agent::Migration {
+            context: context.clone(),
+        }),
+        Box::new(m20261125_000004_drop_legacy_job_agent_columns::Migration {
+            context: context.clone(),
+        }),
+    ]
+}
+
+/// [`Migrator`] with a [`Context`]. Every command that changes the schema holds the
+/// migrator lock (see `migrator_lock`) from before it reads which migrations are pending
+/// until it is done, so that replicas starting at once apply each migration once: the
+/// others wait, then find nothing to do.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    context: Context,
+}
+
+impl Configured {
+    /// The migrations of this run, reporting their steps to the lock `held`.
+    fn steps(&self, held: std::sync::Arc<migrator_lock::Held>) -> Steps {
+        let context = self.context.clone();
+        Steps::new(Box::new(move || migrations(&context)), held)
     }
 
-    async fn up<'c, C>(db: C, steps: Option<u32>) -> Result<(), DbErr>
+    /// Applies the pending migrations (`steps` of them, or all).
+    pub async fn up<'c, C>(&self, db: C, steps: Option<u32>) -> Result<(), DbErr>
     where
         C: IntoSchemaManagerConnection<'c>,
     {
         let db = db.into_database_executor();
         let db = &db;
-        migrator_lock::run(db, |held, waited_for| async move {
-            let migrator = Steps::new(<Self as MigratorTrait>::migrations, held);
+        migrator_lock::run(&self.context, db, |held, waited_for| async move {
+            let migrator = self.steps(held);
             if let Some(holder) = waited_for
                 && migrator.nothing_pending(db).await
             {
@@ -110,56 +155,105 @@ impl MigratorTrait for Migrator {
         .await
     }
 
+    /// Rolls back the last `steps` applied migrations (or all).
+    pub async fn down<'c, C>(&self, db: C, steps: Option<u32>) -> Result<(), DbErr>
+    where
+        C: IntoSchemaManagerConnection<'c>,
+    {
+        self.locked(db.into_database_executor(), async |migrator, db| {
+            migrator.down(db, steps).await
+        })
+        .await
+    }
+
+    /// Drops every table, then applies every migration.
+    pub async fn fresh<'c, C>(&self, db: C) -> Result<(), DbErr>
+    where
+        C: IntoSchemaManagerConnection<'c>,
+    {
+        self.locked(db.into_database_executor(), async |migrator, db| {
+            migrator.fresh(db).await
+        })
+        .await
+    }
+
+    /// Rolls back every migration, then applies them again.
+    pub async fn refresh<'c, C>(&self, db: C) -> Result<(), DbErr>
+    where
+        C: IntoSchemaManagerConnection<'c>,
+    {
+        self.locked(db.into_database_executor(), async |migrator, db| {
+            migrator.refresh(db).await
+        })
+        .await
+    }
+
+    /// Rolls back every migration.
+    pub async fn reset<'c, C>(&self, db: C) -> Result<(), DbErr>
+    where
+        C: IntoSchemaManagerConnection<'c>,
+    {
+        self.locked(db.into_database_executor(), async |migrator, db| {
+            migrator.reset(db).await
+        })
+        .await
+    }
+
+    /// `command` run by sea-orm-migration under the migrator lock.
+    async fn locked<F>(&self, db: DatabaseExecutor<'_>, command: F) -> Result<(), DbErr>
+    where
+        F: AsyncFnOnce(&Steps, DatabaseExecutor<'_>) -> Result<(), DbErr>,
+    {
+        let db = &db;
+        migrator_lock::run(&self.context, db, |held, _| async move {
+            command(&self.steps(held), reborrow(db)).await
+        })
+        .await
+    }
+}
+
+/// The commands with the environment's settings ([`Context::from_env`]).
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        // Only the names matter to the callers of this list (`status`, the pending list):
+        // the commands below build theirs from the environment and stop on an unreadable
+        // setting.
+        migrations(&Context::from_env().unwrap_or_default())
+    }
+
+    async fn up<'c, C>(db: C, steps: Option<u32>) -> Result<(), DbErr>
+    where
+        C: IntoSchemaManagerConnection<'c>,
+    {
+        Migrator::with(Context::from_env()?).up(db, steps).await
+    }
+
     async fn down<'c, C>(db: C, steps: Option<u32>) -> Result<(), DbErr>
     where
         C: IntoSchemaManagerConnection<'c>,
     {
-        locked(db.into_database_executor(), async |migrator, db| {
-            migrator.down(db, steps).await
-        })
-        .await
+        Migrator::with(Context::from_env()?).down(db, steps).await
     }
 
     async fn fresh<'c, C>(db: C) -> Result<(), DbErr>
     where
         C: IntoSchemaManagerConnection<'c>,
     {
-        locked(db.into_database_executor(), async |migrator, db| {
-            migrator.fresh(db).await
-        })
-        .await
+        Migrator::with(Context::from_env()?).fresh(db).await
     }
 
     async fn refresh<'c, C>(db: C) -> Result<(), DbErr>
     where
         C: IntoSchemaManagerConnection<'c>,
     {
-        locked(db.into_database_executor(), async |migrator, db| {
-            migrator.refresh(db).await
-        })
-        .await
+        Migrator::with(Context::from_env()?).refresh(db).await
     }
 
     async fn reset<'c, C>(db: C) -> Result<(), DbErr>
     where
         C: IntoSchemaManagerConnection<'c>,
     {
-        locked(db.into_database_executor(), async |migrator, db| {
-            migrator.reset(db).await
-        })
-        .await
+        Migrator::with(Context::from_env()?).reset(db).await
     }
-}
-
-/// `command` run by sea-orm-migration under the migrator lock.
-async fn locked<F>(db: DatabaseExecutor<'_>, command: F) -> Result<(), DbErr>
-where
-    F: AsyncFnOnce(&Steps, DatabaseExecutor<'_>) -> Result<(), DbErr>,
-{
-    let db = &db;
-    migrator_lock::run(db, |held, _| async move {
-        let migrator = Steps::new(<Migrator as MigratorTrait>::migrations, held);
-        command(&migrator, reborrow(db)).await
-    })
-    .await
 }

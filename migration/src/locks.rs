@@ -27,7 +27,7 @@ use sea_orm_migration::sea_orm::{TransactionOptions, TransactionSession, Transac
 
 pub use crate::backends::TableLock;
 use crate::backends::{self, Backend, ConstraintStep, Holder};
-use crate::settings::Settings;
+use crate::context::Context;
 
 /// The first pause between two tries; it doubles up to the lock timeout, so the
 /// application gets the table at least half the time while the migration retries.
@@ -54,6 +54,7 @@ pub type StepFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Sen
 /// `conn` must not be a transaction: the retry needs to roll back everything the step
 /// locked, which a savepoint would not.
 pub async fn with_lock_retries<C, T, F>(
+    ctx: &Context,
     conn: &C,
     what: &str,
     options: TransactionOptions,
@@ -63,7 +64,7 @@ where
     C: ConnectionTrait + TransactionTrait,
     F: for<'t> Fn(&'t C::Transaction) -> StepFuture<'t, T>,
 {
-    let settings = Settings::current()?;
+    let settings = &ctx.settings;
     let db_backend = conn.get_database_backend();
     let started = Instant::now();
     let mut backoff = FIRST_BACKOFF;
@@ -258,11 +259,16 @@ pub async fn lock_in_order<C: ConnectionTrait>(
 
 /// Runs one constraint step under [`with_lock_retries`]: its locks in order, then its
 /// statements (fixed DDL), in one transaction.
-pub async fn run_step<C>(conn: &C, what: &str, step: &ConstraintStep) -> Result<(), DbErr>
+pub async fn run_step<C>(
+    ctx: &Context,
+    conn: &C,
+    what: &str,
+    step: &ConstraintStep,
+) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    with_lock_retries(conn, what, Default::default(), |txn| {
+    with_lock_retries(ctx, conn, what, Default::default(), |txn| {
         let step = step.clone();
         Box::pin(async move {
             if let Some(first) = step.lock {

@@ -9,6 +9,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement};
 
 use crate::backends::{self, column_type};
+use crate::context::Context;
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::ownership;
 use crate::tables::{
@@ -16,12 +17,16 @@ use crate::tables::{
     JOB_AGENT_FOREIGN_KEY, JOIN_TABLE, JobAgent, REJECT_DEPLOYMENT_INDEX, job_agent_id_index,
 };
 
+/// The migration, run with the settings and stop request of its run.
 #[derive(DeriveMigrationName)]
-pub struct Migration;
+pub struct Migration {
+    pub context: Context,
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let ctx = &self.context;
         crate::fault::crash_point!("m20261125_000002_create_deployment_job_agent: up starts");
         let conn = manager.get_connection();
         let backend = manager.get_database_backend();
@@ -39,7 +44,7 @@ impl MigrationTrait for Migration {
             }
         } else {
             let what = "creating the join table (locks deployment and job_agent against writes)";
-            with_lock_retries(conn, what, Default::default(), |txn| {
+            with_lock_retries(ctx, conn, what, Default::default(), |txn| {
                 let join_table = join_table.clone();
                 Box::pin(async move {
                     let parents = [TableLock::share_row_exclusive(JOB_AGENT)];
@@ -66,19 +71,26 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let ctx = &self.context;
         let what = "dropping the join table (locks deployment and job_agent)";
         let drop = Table::drop()
             .table(DeploymentJobAgent::Table)
             .if_exists()
             .to_owned();
-        with_lock_retries(manager.get_connection(), what, Default::default(), |txn| {
-            let drop = drop.clone();
-            Box::pin(async move {
-                let others = [TableLock::access_exclusive(JOB_AGENT)];
-                lock_in_order(txn, TableLock::access_exclusive(DEPLOYMENT), &others).await?;
-                txn.execute(&drop).await.map(|_| ())
-            })
-        })
+        with_lock_retries(
+            ctx,
+            manager.get_connection(),
+            what,
+            Default::default(),
+            |txn| {
+                let drop = drop.clone();
+                Box::pin(async move {
+                    let others = [TableLock::access_exclusive(JOB_AGENT)];
+                    lock_in_order(txn, TableLock::access_exclusive(DEPLOYMENT), &others).await?;
+                    txn.execute(&drop).await.map(|_| ())
+                })
+            },
+        )
         .await?;
         ownership::forget(manager, JOIN_TABLE).await
     }

@@ -4,22 +4,28 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::context::Context;
 use crate::retire;
 
+/// The migration, run with the settings and stop request of its run.
 #[derive(DeriveMigrationName)]
-pub struct Migration;
+pub struct Migration {
+    pub context: Context,
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let ctx = &self.context;
         crate::fault::crash_point!("m20261125_000004_drop_legacy_job_agent_columns: up starts");
-        crate::replicas::check_settings(manager.get_connection()).await?;
-        retire::drop_columns(manager).await
+        crate::replicas::check_settings(ctx, manager.get_connection()).await?;
+        retire::drop_columns(ctx, manager).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::replicas::check_settings(manager.get_connection()).await?;
-        retire::restore(manager).await
+        let ctx = &self.context;
+        crate::replicas::check_settings(ctx, manager.get_connection()).await?;
+        retire::restore(ctx, manager).await
     }
 
     /// Each locking step runs in a transaction of its own, so a lock timeout rolls back only

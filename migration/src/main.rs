@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use migration::context::Context;
 use migration::settings::{self, Settings};
 use migration::{Migrator, MigratorTrait, SchemaManager};
 use sea_orm_cli::MigrateSubcommands;
@@ -104,20 +105,19 @@ async fn main() -> ExitCode {
     let url = cli.database_url.clone();
     let password = url.as_deref().and_then(password_of).map(Arc::<str>::from);
     init_tracing(cli.verbose, password.clone());
-    match Settings::from_env() {
+    let settings = match Settings::from_env() {
         Ok(settings) => Settings {
             lock_timeout: cli.lock_timeout.unwrap_or(settings.lock_timeout),
             lock_retry_for: cli.lock_retry_for.unwrap_or(settings.lock_retry_for),
             max_replica_lag: cli.max_replica_lag.or(settings.max_replica_lag),
             migrator_wait: cli.migrator_wait.unwrap_or(settings.migrator_wait),
             ..settings
-        }
-        .install(),
+        },
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
-    }
+    };
     let command = cli
         .command
         .unwrap_or(Command::Migrate(MigrateSubcommands::Up { num: None }));
@@ -154,10 +154,12 @@ async fn main() -> ExitCode {
     if let Some(schema) = cli.database_schema {
         options.set_schema_search_path(schema);
     }
-    migration::stop::stop_on_signals();
+    let context = Context::new(settings);
+    migration::stop::stop_on_signals(context.stop.clone());
     let run = Run {
         command,
         discard_data: cli.discard_data,
+        context,
     };
     match run.execute(options).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -194,6 +196,8 @@ fn write_migration_files(command: &MigrateSubcommands) -> ExitCode {
 struct Run {
     command: Command,
     discard_data: bool,
+    /// The settings from the flags and the environment, and the stop the signals set.
+    context: Context,
 }
 
 impl Run {
@@ -204,14 +208,17 @@ impl Run {
         self.preflight(&db).await.map_err(|e| e.to_string())?;
         let migrate = match self.command {
             Command::Preview { json } => {
-                return preview(&db, json).await.map_err(|e| e.to_string());
+                return preview(&self.context, &db, json)
+                    .await
+                    .map_err(|e| e.to_string());
             }
             Command::Migrate(migrate) => migrate,
         };
+        let migrator = Migrator::with(self.context);
         let result = match migrate {
-            MigrateSubcommands::Fresh => Migrator::fresh(&db).await,
-            MigrateSubcommands::Refresh => Migrator::refresh(&db).await,
-            MigrateSubcommands::Reset => Migrator::reset(&db).await,
+            MigrateSubcommands::Fresh => migrator.fresh(&db).await,
+            MigrateSubcommands::Refresh => migrator.refresh(&db).await,
+            MigrateSubcommands::Reset => migrator.reset(&db).await,
             MigrateSubcommands::Status => {
                 let status = Migrator::status(&db).await;
                 if let Some(holder) = migration::migrator_lock_holder(&db).await {
@@ -219,8 +226,8 @@ impl Run {
                 }
                 status
             }
-            MigrateSubcommands::Down { num } => Migrator::down(&db, Some(num)).await,
-            MigrateSubcommands::Up { num } => Migrator::up(&db, num).await,
+            MigrateSubcommands::Down { num } => migrator.down(&db, Some(num)).await,
+            MigrateSubcommands::Up { num } => migrator.up(&db, num).await,
             MigrateSubcommands::Init | MigrateSubcommands::Generate { .. } => Ok(()),
         };
         result.map_err(|e| e.to_string())
@@ -243,7 +250,7 @@ impl Run {
             migrate,
             MigrateSubcommands::Up { .. } | MigrateSubcommands::Down { .. }
         );
-        if batched_steps_may_run && Settings::current()?.max_replica_lag.is_some() {
+        if batched_steps_may_run && self.context.settings.max_replica_lag.is_some() {
             migration::replicas::require_visible(db).await?;
         }
         let destructive = match migrate {
@@ -269,8 +276,8 @@ impl Run {
 }
 
 /// `preview`: the report (or JSON), and a warning when `up` would be refused.
-async fn preview(db: &DatabaseConnection, json: bool) -> Result<(), DbErr> {
-    let preview = migration::backfill::preview(db).await?;
+async fn preview(ctx: &Context, db: &DatabaseConnection, json: bool) -> Result<(), DbErr> {
+    let preview = migration::backfill::preview(ctx, db).await?;
     match json {
         true => println!("{}", serde_json::to_string_pretty(&preview).expect("JSON")),
         false => print!("{}", preview.to_text()),

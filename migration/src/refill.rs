@@ -12,29 +12,29 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::TransactionTrait;
 
 use crate::backends::{json_value, read_id, select_id, select_json_text};
+use crate::context::Context;
 use crate::ids::StoredId;
 use crate::locks::with_lock_retries;
 use crate::replicas::Throttle;
-use crate::settings::Settings;
 use crate::tables::{Deployment, DeploymentJobAgent};
 
 /// Fills the legacy columns of every deployment that has none yet, a batch per transaction
 /// (each retried alone if it loses a race for a row lock), writers going on.
-pub async fn job_agents_from_links<C>(conn: &C) -> Result<(), DbErr>
+pub async fn job_agents_from_links<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let batch_size = Settings::current()?.batch_size;
+    let batch_size = ctx.settings.batch_size;
     let mut cursor: Option<StoredId> = None;
-    let mut throttle = Throttle::start(conn).await?;
+    let mut throttle = Throttle::start(ctx, conn).await?;
     let what = "filling job_agents from the links";
     loop {
         throttle.wait_for_replicas(conn, what).await?;
-        if crate::stop::requested() {
+        if ctx.stop.requested() {
             // The columns are back; filling them is what `down` run again finishes.
             return Err(crate::stop::stopped(what));
         }
-        let last = with_lock_retries(conn, what, Default::default(), |txn| {
+        let last = with_lock_retries(ctx, conn, what, Default::default(), |txn| {
             let after = cursor.clone();
             Box::pin(async move { fill_batch(txn, after.as_ref(), batch_size).await })
         })
@@ -49,8 +49,11 @@ where
 
 /// [`job_agents_from_links`] inside a transaction that already keeps writers out (SQLite's
 /// table rebuild).
-pub async fn job_agents_from_links_in<C: ConnectionTrait>(txn: &C) -> Result<(), DbErr> {
-    let batch_size = Settings::current()?.batch_size;
+pub async fn job_agents_from_links_in<C: ConnectionTrait>(
+    ctx: &Context,
+    txn: &C,
+) -> Result<(), DbErr> {
+    let batch_size = ctx.settings.batch_size;
     let mut cursor: Option<StoredId> = None;
     while let Some(last) = fill_batch(txn, cursor.as_ref(), batch_size).await? {
         cursor = Some(last);

@@ -2,10 +2,10 @@
 //!
 //! A backfill writes WAL as fast as the primary can; a hot standby replays it with one
 //! process, and a query running there can hold that replay up. With
-//! [`Settings::max_replica_lag`] set, every batched step (the backfill, its catch-up, the
+//! [`Settings::max_replica_lag`](crate::settings::Settings::max_replica_lag) set, every batched step (the backfill, its catch-up, the
 //! refill of `job_agents` on the way down) asks the primary, before each batch, how far
 //! behind each replica is, and waits while one lags more than that. A wait is bounded by
-//! [`Settings::lock_retry_for`]: then the step stops with an error, at a batch boundary, and
+//! [`Settings::lock_retry_for`](crate::settings::Settings::lock_retry_for): then the step stops with an error, at a batch boundary, and
 //! running the command again goes on from there.
 //!
 //! How far behind: the age of the oldest WAL a replica has not replayed. The primary keeps
@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbErr};
 
 use crate::backends;
-use crate::settings::Settings;
+use crate::context::Context;
+use crate::stop::Stop;
 
 /// Dates WAL positions by when the primary was first seen past them.
 ///
@@ -132,7 +133,7 @@ impl ReplicaLag {
     }
 }
 
-/// Pauses a batched step while a replica lags more than [`Settings::max_replica_lag`].
+/// Pauses a batched step while a replica lags more than [`Settings::max_replica_lag`](crate::settings::Settings::max_replica_lag).
 #[derive(Debug)]
 pub(crate) struct Throttle {
     max_lag: Option<Duration>,
@@ -141,6 +142,8 @@ pub(crate) struct Throttle {
     rates: HashMap<String, ReplayRate>,
     /// The primary's position when the step last went on: what it wrote since is a batch.
     went_on_at: Option<i64>,
+    /// The run's stop request: a paused step gives up on it.
+    stop: Stop,
 }
 
 /// WAL a replica may have waiting and still count as keeping up: the application's own
@@ -154,8 +157,11 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 impl Throttle {
     /// The throttle for the current settings; checks, when a maximum lag is set, that this
     /// backend and role can see the replicas.
-    pub(crate) async fn start<C: ConnectionTrait>(conn: &C) -> Result<Throttle, DbErr> {
-        let settings = Settings::current()?;
+    pub(crate) async fn start<C: ConnectionTrait>(
+        ctx: &Context,
+        conn: &C,
+    ) -> Result<Throttle, DbErr> {
+        let settings = &ctx.settings;
         if settings.max_replica_lag.is_some() {
             require_visible(conn).await?;
         }
@@ -165,11 +171,12 @@ impl Throttle {
             clock: LagClock::default(),
             rates: HashMap::new(),
             went_on_at: None,
+            stop: ctx.stop.clone(),
         })
     }
 
     /// Returns once no replica lags more than the maximum (at once when none is set);
-    /// fails after waiting [`Settings::lock_retry_for`], or when a stop is requested.
+    /// fails after waiting [`Settings::lock_retry_for`](crate::settings::Settings::lock_retry_for), or when a stop is requested.
     pub(crate) async fn wait_for_replicas<C: ConnectionTrait>(
         &mut self,
         conn: &C,
@@ -198,7 +205,7 @@ impl Throttle {
             if waited >= self.give_up_after {
                 return Err(gave_up(&worst, max_lag, waited, what));
             }
-            if crate::stop::requested() {
+            if self.stop.requested() {
                 return Err(crate::stop::stopped(&format!(
                     "{what}, paused for replica lag"
                 )));
@@ -357,10 +364,10 @@ impl ReplayRate {
     }
 }
 
-/// Fails, when [`Settings::max_replica_lag`] is set, unless this backend and role can see
+/// Fails, when [`Settings::max_replica_lag`](crate::settings::Settings::max_replica_lag) is set, unless this backend and role can see
 /// the replicas' positions: steps call it before they change anything.
-pub async fn check_settings<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    match Settings::current()?.max_replica_lag {
+pub async fn check_settings<C: ConnectionTrait>(ctx: &Context, conn: &C) -> Result<(), DbErr> {
+    match ctx.settings.max_replica_lag {
         Some(_) => require_visible(conn).await,
         None => Ok(()),
     }

@@ -1,24 +1,20 @@
 //! How the migrations behave beside a live application: lock waits, retries, batch size,
 //! replica lag.
 //!
-//! The migrations are driven by `sea-orm-migration`, which hands them nothing but a
-//! connection, so their settings live here, process-wide. The command sets them from its
-//! flags ([`Settings::install`]); anything else that runs the migrations (a test, an
-//! application calling `Migrator::up`) gets them from the environment, or the defaults.
+//! A value: the command reads its flags and the environment into one, and hands it to every
+//! step inside a [`crate::context::Context`].
 //!
 //! ```
 //! use std::time::Duration;
 //! use migration::settings::Settings;
 //!
-//! Settings {
+//! let settings = Settings {
 //!     lock_timeout: Duration::from_millis(500),
 //!     ..Settings::from_env().unwrap()
-//! }
-//! .install();
-//! assert_eq!(Settings::current().unwrap().lock_timeout, Duration::from_millis(500));
+//! };
+//! assert_eq!(settings.lock_timeout, Duration::from_millis(500));
 //! ```
 
-use std::sync::RwLock;
 use std::time::Duration;
 
 /// Environment variable for [`Settings::lock_timeout`] (`500ms`, `2s`, …).
@@ -86,8 +82,6 @@ impl From<SettingsError> for sea_orm_migration::DbErr {
     }
 }
 
-static INSTALLED: RwLock<Option<Settings>> = RwLock::new(None);
-
 impl Settings {
     /// The defaults, overridden by `MIGRATION_LOCK_TIMEOUT`, `MIGRATION_LOCK_RETRY_FOR`,
     /// `MIGRATION_BATCH_SIZE`, `MIGRATION_MAX_REPLICA_LAG`, `MIGRATION_MIGRATOR_WAIT` and
@@ -110,19 +104,6 @@ impl Settings {
             migrator_lease: env_setting(MIGRATOR_LEASE_ENV, parse_duration)?
                 .unwrap_or(defaults.migrator_lease),
         })
-    }
-
-    /// Makes these the settings of every migration run by this process from now on.
-    pub fn install(self) {
-        *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(self);
-    }
-
-    /// The installed settings, or those of the environment.
-    pub fn current() -> Result<Settings, SettingsError> {
-        match *INSTALLED.read().unwrap_or_else(|e| e.into_inner()) {
-            Some(settings) => Ok(settings),
-            None => Settings::from_env(),
-        }
     }
 }
 

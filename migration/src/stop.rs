@@ -3,20 +3,33 @@
 //! committed stays, what was set aside is put back, and the step fails with one line saying
 //! where it stopped. Running the command again finishes the job.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sea_orm_migration::DbErr;
 
-static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// A run's stop request: cloned into whatever may ask for it (a signal handler, a test),
+/// read by every batched step between batches.
+///
+/// ```
+/// let stop = migration::stop::Stop::default();
+/// let handler = stop.clone();
+/// handler.request();
+/// assert!(stop.requested());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
 
-/// Asks every running step to stop at its next batch boundary.
-pub fn request() {
-    REQUESTED.store(true, Ordering::SeqCst);
-}
+impl Stop {
+    /// Asks every step of the run to stop at its next batch boundary.
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 
-/// Whether a stop was requested.
-pub fn requested() -> bool {
-    REQUESTED.load(Ordering::SeqCst)
+    /// Whether a stop was requested.
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// The error a step returns when it stopped on request; `where_` says how far it got.
@@ -26,20 +39,20 @@ pub(crate) fn stopped(where_: &str) -> DbErr {
     ))
 }
 
-/// Turns the first Ctrl-C or SIGTERM into [`request`]; a second one ends the process at once
-/// (exit code 130), as a user pressing Ctrl-C twice expects.
+/// Turns the first Ctrl-C or SIGTERM into [`Stop::request`] on `stop`; a second one ends the
+/// process at once (exit code 130), as a user pressing Ctrl-C twice expects.
 #[cfg(feature = "runtime-tokio")]
-pub fn stop_on_signals() {
-    tokio::spawn(async {
+pub fn stop_on_signals(stop: Stop) {
+    tokio::spawn(async move {
         for _ in 0..2 {
             if wait_for_signal().await.is_err() {
                 return;
             }
-            if requested() {
+            if stop.requested() {
                 eprintln!("stopping now, mid-batch: the open transaction is rolled back");
                 std::process::exit(130);
             }
-            request();
+            stop.request();
             tracing::warn!(
                 "stop requested: stopping at the next batch boundary (again to stop at once)"
             );

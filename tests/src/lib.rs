@@ -234,18 +234,20 @@ pub fn child_process(variable: &str, url: &str) -> std::process::Command {
 /// and SIGTERM stop it the way they stop the command.
 #[cfg(feature = "runtime-tokio")]
 pub fn migrate_as_child(url: &str, stop_on_signals: bool) {
-    use migration::{Migrator, MigratorTrait};
+    use migration::Migrator;
+    use migration::context::Context;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
     runtime.block_on(async {
+        let context = Context::from_env().expect("the environment's settings");
         if stop_on_signals {
-            migration::stop::stop_on_signals();
+            migration::stop::stop_on_signals(context.stop.clone());
         }
         let db = connect(url).await;
-        if let Err(error) = Migrator::up(&db, None).await {
+        if let Err(error) = Migrator::with(context).up(&db, None).await {
             eprintln!("error: {error}");
             std::process::exit(1);
         }

@@ -1,6 +1,7 @@
 //! The backfill rules end to end: messy legacy rows → `Migrator::up` → links and rejects,
 //! then down to the legacy shape and up again, on every backend.
 
+use migration::context::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value as Json, json};
@@ -581,7 +582,7 @@ async fn rerunning_the_backfill_duplicates_nothing(db: TestDb) {
     let rejects = read::rejects(&db).await;
 
     // As after a crash between the last batch and the migration's bookkeeping.
-    migration::backfill::backfill_all(&db.conn)
+    migration::backfill::backfill_all(&Context::default(), &db.conn)
         .await
         .expect("backfill again");
     assert_eq!(read::links(&db).await, links);

@@ -5,6 +5,7 @@
 //! is tried until the child finishes without reaching it.
 #![cfg(feature = "runtime-tokio")]
 
+use migration::context::Context;
 use migration::{Migrator, MigratorTrait};
 use tests::end_state::{EndState, end_state};
 use tests::legacy::hand_built_messy;
@@ -104,7 +105,7 @@ async fn a_failure_after_the_last_batch_does_not_walk_the_table_again(reference:
         "the batches are committed"
     );
 
-    let rerun = migration::backfill::backfill_all(&db.conn)
+    let rerun = migration::backfill::backfill_all(&Context::default(), &db.conn)
         .await
         .expect("the backfill again");
     assert_eq!(rerun.deployments, 0, "{rerun:?}");

@@ -2,6 +2,7 @@
 //! verbatim, and refused calls leave everything as it was.
 
 use entity::{job_agent, workspace};
+use migration::context::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ActiveModelTrait, IntoActiveModel};
 use serde_json::{Value as Json, json};
@@ -53,7 +54,7 @@ async fn a_nul_character_in_legacy_json_is_a_reject_not_a_failure(db: TestDb) {
     )
     .await;
 
-    let preview = migration::backfill::preview(&db.conn)
+    let preview = migration::backfill::preview(&Context::default(), &db.conn)
         .await
         .expect("preview");
     assert_eq!((preview.links, preview.rejects.len()), (1, 1));
@@ -107,7 +108,9 @@ async fn values_never_reach_the_sql_text(db: TestDb) {
         .await;
 
     let (conn, statements) = recording_connection(&db).await;
-    migration::backfill::preview(&conn).await.expect("preview");
+    migration::backfill::preview(&Context::default(), &conn)
+        .await
+        .expect("preview");
     Migrator::up(&conn, None).await.expect("up");
     Migrator::down(&conn, Some(3)).await.expect("down");
     Migrator::up(&conn, None).await.expect("up again");

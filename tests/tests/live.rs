@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use migration::{Migrator, MigratorTrait};
+use migration::Migrator;
+use migration::context::Context;
 use sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbErr, ExecResult, Statement, TransactionTrait,
 };
@@ -73,7 +74,7 @@ async fn writes_during_up_are_never_lost(backend: Backend) {
     for round in 0..ROUNDS {
         let db = TestDb::create(backend, &format!("live_writers_{round}")).await;
         let writer = Writer::new(&db.url, false, 0, 1);
-        one_round(&db, vec![writer], round).await;
+        one_round(&db, vec![writer], round, Context::default()).await;
     }
 }
 
@@ -91,18 +92,17 @@ mod galera {
         log_the_migration();
         // A commit costs a round of certification here: small batches keep the backfill
         // going for as long as the writers need to land writes in the middle of it.
-        migration::settings::Settings {
+        let context = Context::new(migration::settings::Settings {
             batch_size: 10,
             ..Default::default()
-        }
-        .install();
+        });
         for round in 0..ROUNDS {
             let cluster = GaleraDb::create(&format!("galera_live_writers_{round}")).await;
             let lanes = cluster.nodes.len() as u128;
             let writers = (cluster.nodes.iter().zip(0..))
                 .map(|(node, lane)| Writer::new(&node.url, true, lane, lanes))
                 .collect();
-            one_round(cluster.first(), writers, round).await;
+            one_round(cluster.first(), writers, round, context.clone()).await;
             let links = read::links(cluster.first()).await;
             for (n, node) in cluster.nodes.iter().enumerate().skip(1) {
                 assert!(
@@ -126,7 +126,7 @@ fn log_the_migration() {
 /// Seeds `db`, runs `up` on it while `writers` (on the same database, maybe through other
 /// nodes) keep writing, and checks that every committed write is linked and that no write
 /// failed but those after the drop.
-async fn one_round(db: &TestDb, writers: Vec<Writer>, round: usize) {
+async fn one_round(db: &TestDb, writers: Vec<Writer>, round: usize, context: Context) {
     let backend = db.backend;
     let legacy = Legacy::build(db, LegacySchema::HandBuilt).await;
     let ws = Uuid::from_u128(0x77);
@@ -158,7 +158,10 @@ async fn one_round(db: &TestDb, writers: Vec<Writer>, round: usize) {
         writer.wait_for(WRITES_BEFORE_UP).await;
     }
     let started = Instant::now();
-    Migrator::up(&migrator, None).await.expect("up");
+    Migrator::with(context)
+        .up(&migrator, None)
+        .await
+        .expect("up");
     let up_took = started.elapsed();
     let mut reports = vec![];
     for writer in writers {

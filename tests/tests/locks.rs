@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use migration::Migrator;
+use migration::context::Context;
 use migration::settings::Settings;
-use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, DatabaseTransaction, TransactionTrait};
 use tests::legacy::{Legacy, LegacySchema};
 use tests::{Backend, TestDb, read};
@@ -32,21 +33,23 @@ enum Step {
 }
 
 impl Step {
-    async fn prepare(self, db: &TestDb) {
+    async fn prepare(self, db: &TestDb, context: &Context) {
         let applied = match self {
             Step::Up(n) => n - 1,
             Step::Down(n) => n,
         };
-        Migrator::up(&db.conn, Some(applied))
+        Migrator::with(context.clone())
+            .up(&db.conn, Some(applied))
             .await
             .expect("prepare");
     }
 
-    async fn run(self, url: String) -> Result<(), sea_orm::DbErr> {
+    async fn run(self, url: String, context: Context) -> Result<(), sea_orm::DbErr> {
         let conn = Database::connect(&url).await?;
+        let migrator = Migrator::with(context);
         match self {
-            Step::Up(_) => Migrator::up(&conn, Some(1)).await,
-            Step::Down(_) => Migrator::down(&conn, Some(1)).await,
+            Step::Up(_) => migrator.up(&conn, Some(1)).await,
+            Step::Down(_) => migrator.down(&conn, Some(1)).await,
         }
     }
 }
@@ -106,13 +109,12 @@ async fn seeded(backend: Backend, name: &str) -> TestDb {
     db
 }
 
-fn install_settings(lock_retry_for: Duration) {
-    Settings {
+fn with_settings(lock_retry_for: Duration) -> Context {
+    Context::new(Settings {
         lock_timeout: LOCK_TIMEOUT,
         lock_retry_for,
         ..Settings::default()
-    }
-    .install();
+    })
 }
 
 /// A transaction that has written one deployment and stays open: it holds a row lock and
@@ -150,15 +152,15 @@ fn spawn_reader(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<D
 }
 
 async fn a_held_lock_delays_the_step_and_no_reader(backend: Backend, step: Step) {
-    install_settings(Duration::from_secs(120));
+    let context = with_settings(Duration::from_secs(120));
     let db = seeded(backend, &format!("locks_{step:?}").replace(['(', ')'], "")).await;
-    step.prepare(&db).await;
+    step.prepare(&db, &context).await;
     let (_blocker_conn, blocker) = open_blocker(&db).await;
     let stop = Arc::new(AtomicBool::new(false));
     let reader = spawn_reader(db.url.clone(), stop.clone());
 
     let started = Instant::now();
-    let migrating = tokio::spawn(step.run(db.url.clone()));
+    let migrating = tokio::spawn(step.run(db.url.clone(), context));
     tokio::time::sleep(HELD_FOR).await;
     let still_running = !migrating.is_finished();
     blocker.rollback().await.expect("blocker ends");
@@ -213,9 +215,9 @@ async fn assert_step_done(db: &TestDb, step: Step) {
 }
 
 async fn a_blocker_past_the_retry_limit_fails_the_step_and_a_rerun_finishes(backend: Backend) {
-    install_settings(Duration::from_secs(2));
+    let context = with_settings(Duration::from_secs(2));
     let db = seeded(backend, "locks_retry_limit").await;
-    Step::Up(4).prepare(&db).await;
+    Step::Up(4).prepare(&db, &context).await;
     let (_blocker_conn, blocker) = open_blocker(&db).await;
     let blocker_session: i64 = {
         let sql = match backend {
@@ -231,7 +233,7 @@ async fn a_blocker_past_the_retry_limit_fails_the_step_and_a_rerun_finishes(back
     };
 
     let error = Step::Up(4)
-        .run(db.url.clone())
+        .run(db.url.clone(), context.clone())
         .await
         .expect_err("the step must give up while the blocker holds on");
     let message = error.to_string();
@@ -252,7 +254,8 @@ async fn a_blocker_past_the_retry_limit_fails_the_step_and_a_rerun_finishes(back
     );
 
     blocker.rollback().await.expect("blocker ends");
-    Migrator::up(&db.conn, None)
+    Migrator::with(context)
+        .up(&db.conn, None)
         .await
         .expect("a rerun finishes the job");
     assert_step_done(&db, Step::Up(4)).await;
@@ -262,13 +265,12 @@ async fn a_blocker_past_the_retry_limit_fails_the_step_and_a_rerun_finishes(back
 /// filled in batches and constrained in short steps, so a reader never waits long, however
 /// long the whole `down` takes.
 async fn restoring_many_columns_never_holds_readers_for_long(backend: Backend) {
-    Settings {
+    let context = Context::new(Settings {
         lock_timeout: LOCK_TIMEOUT,
         lock_retry_for: Duration::from_secs(120),
         batch_size: 500,
         ..Settings::default()
-    }
-    .install();
+    });
     let db = seeded(backend, "locks_restore_many").await;
     let many = match backend {
         Backend::Postgres => {
@@ -297,11 +299,17 @@ async fn restoring_many_columns_never_holds_readers_for_long(backend: Backend) {
         }
     };
     db.exec(many, vec![]).await;
-    Migrator::up(&db.conn, None).await.expect("up");
+    Migrator::with(context.clone())
+        .up(&db.conn, None)
+        .await
+        .expect("up");
     let stop = Arc::new(AtomicBool::new(false));
     let reader = spawn_reader(db.url.clone(), stop.clone());
     let started = Instant::now();
-    Step::Down(4).run(db.url.clone()).await.expect("down");
+    Step::Down(4)
+        .run(db.url.clone(), context)
+        .await
+        .expect("down");
     let took = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let longest_read = reader.await.expect("the reader's task");
@@ -325,9 +333,9 @@ async fn restoring_many_columns_never_holds_readers_for_long(backend: Backend) {
 /// backfill finish without waiting for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_up_to_the_backfill_takes_no_lock_that_an_open_reader_holds_up() {
-    install_settings(Duration::from_secs(5));
+    let migrator = Migrator::with(with_settings(Duration::from_secs(5)));
     let db = seeded(Backend::Postgres, "locks_open_reader").await;
-    Migrator::up(&db.conn, Some(1)).await.expect("baseline");
+    migrator.up(&db.conn, Some(1)).await.expect("baseline");
     let reader_conn = Database::connect(&db.url).await.expect("reader connects");
     let reader = reader_conn.begin().await.expect("reader begins");
     for table in ["deployment", "job_agent"] {
@@ -335,7 +343,7 @@ async fn postgres_up_to_the_backfill_takes_no_lock_that_an_open_reader_holds_up(
         reader.execute_unprepared(&sql).await.expect("reader reads");
     }
     let started = Instant::now();
-    let result = Migrator::up(&db.conn, Some(2)).await;
+    let result = migrator.up(&db.conn, Some(2)).await;
     let took = started.elapsed();
     reader.rollback().await.expect("reader ends");
     println!(

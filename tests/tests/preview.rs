@@ -1,5 +1,6 @@
 //! The preview reports what `up` then does, and changes nothing.
 
+use migration::context::Context;
 use std::collections::BTreeMap;
 
 use migration::{Migrator, MigratorTrait};
@@ -50,7 +51,7 @@ async fn preview_changes_nothing_and_foretells_up(db: TestDb) {
     }
 
     let before = read::fingerprint(&db).await;
-    let preview = migration::backfill::preview(&db.conn)
+    let preview = migration::backfill::preview(&Context::default(), &db.conn)
         .await
         .expect("preview");
     assert_eq!(

@@ -7,10 +7,11 @@
 //! Off PostgreSQL the setting is refused before anything changes.
 #![cfg(feature = "runtime-tokio")]
 
+use migration::context::Context;
 use std::time::Duration;
 
+use migration::Migrator;
 use migration::settings::Settings;
-use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use tests::legacy::{Legacy, LegacySchema, seed_messy};
 use tests::standby::{StandbyDb, reported_lag};
@@ -21,28 +22,28 @@ const DEPLOYMENTS: u128 = 300;
 
 /// The legacy rows, migrated up to the backfill, with the links the backfill will write
 /// (as the rules say, before any of it runs) and the standby caught up.
-async fn ready_for_the_backfill(test: &str, retry_for: Duration) -> (StandbyDb, u64) {
-    Settings {
+async fn ready_for_the_backfill(test: &str, retry_for: Duration) -> (StandbyDb, u64, Context) {
+    let context = Context::new(Settings {
         lock_timeout: Duration::from_secs(1),
         lock_retry_for: retry_for,
         batch_size: 10,
         max_replica_lag: Some(MAX_LAG),
         ..Settings::default()
-    }
-    .install();
+    });
     let db = StandbyDb::create(test).await;
     let legacy = Legacy::build(&db.primary, LegacySchema::HandBuilt).await;
     seed_messy(&legacy, DEPLOYMENTS).await;
-    let expected = migration::backfill::preview(&db.primary.conn)
+    let expected = migration::backfill::preview(&context, &db.primary.conn)
         .await
         .expect("preview")
         .links;
     assert!(expected > 0, "the seed gives links to write");
-    Migrator::up(&db.primary.conn, Some(2))
+    Migrator::with(context.clone())
+        .up(&db.primary.conn, Some(2))
         .await
         .expect("baseline and join table");
     db.wait_until_replayed(Duration::from_secs(30)).await;
-    (db, expected)
+    (db, expected, context)
 }
 
 async fn links_on_the_standby(db: &StandbyDb) -> i64 {
@@ -61,11 +62,13 @@ mod pg_standby {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_backfill_waits_while_the_standby_lags_and_finishes_once_it_caught_up() {
-        let (db, expected) = ready_for_the_backfill("sb_waits", Duration::from_secs(120)).await;
+        let (db, expected, context) =
+            ready_for_the_backfill("sb_waits", Duration::from_secs(120)).await;
         let paused = db.pause_replay(2 * MAX_LAG).await;
 
         let conn = db.primary.conn.clone();
-        let backfill = tokio::spawn(async move { Migrator::up(&conn, Some(1)).await });
+        let migrator = Migrator::with(context);
+        let backfill = tokio::spawn(async move { migrator.up(&conn, Some(1)).await });
         tokio::time::sleep(3 * MAX_LAG).await;
         assert!(
             !backfill.is_finished(),
@@ -97,11 +100,14 @@ mod pg_standby {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_standby_that_stays_behind_stops_the_backfill_by_name_and_a_rerun_finishes() {
-        let (db, expected) = ready_for_the_backfill("sb_gives_up", Duration::from_secs(2)).await;
+        let (db, expected, context) =
+            ready_for_the_backfill("sb_gives_up", Duration::from_secs(2)).await;
+        let migrator = Migrator::with(context);
         let paused = db.pause_replay(2 * MAX_LAG).await;
         let standby_name = standby_name(&db).await;
 
-        let error = Migrator::up(&db.primary.conn, Some(1))
+        let error = migrator
+            .up(&db.primary.conn, Some(1))
             .await
             .expect_err("the standby never catches up while paused")
             .to_string();
@@ -113,7 +119,8 @@ mod pg_standby {
         println!("gave up with: {error}");
 
         drop(paused);
-        Migrator::up(&db.primary.conn, Some(1))
+        migrator
+            .up(&db.primary.conn, Some(1))
             .await
             .expect("the rerun finishes once the standby has caught up");
         let links = read::count(&db.primary, "deployment_job_agent").await;
@@ -135,23 +142,23 @@ mod pg_standby {
 
 /// MariaDB and SQLite: the setting cannot be honoured, so the backfill refuses to start.
 async fn a_maximum_replica_lag_is_refused_where_replicas_are_out_of_sight(backend: Backend) {
-    let lagging = Settings {
+    let lagging = Migrator::with(Context::new(Settings {
         max_replica_lag: Some(MAX_LAG),
         ..Settings::default()
-    };
-    lagging.install();
+    }));
     let db = TestDb::create(backend, "sb_refused").await;
     let legacy = Legacy::build(&db, LegacySchema::HandBuilt).await;
     seed_messy(&legacy, 20).await;
-    let error = Migrator::up(&db.conn, None)
+    let error = lagging
+        .up(&db.conn, None)
         .await
         .expect_err("refused")
         .to_string();
     assert!(error.contains("PostgreSQL only"), "{error}");
     assert_eq!(read::count(&db, "deployment_job_agent").await, 0);
 
-    Settings::default().install();
-    Migrator::up(&db.conn, None)
+    Migrator::with(Context::default())
+        .up(&db.conn, None)
         .await
         .expect("without the setting, up finishes");
 }

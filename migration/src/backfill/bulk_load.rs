@@ -17,8 +17,8 @@ use sea_orm_migration::sea_orm::TransactionTrait;
 
 use crate::backends;
 use crate::backends::ConstraintStep;
+use crate::context::Context;
 use crate::locks::{run_step, with_lock_retries};
-use crate::settings::Settings;
 use crate::tables::{
     DEPLOYMENT, DEPLOYMENT_FOREIGN_KEY, JOB_AGENT, JOB_AGENT_FOREIGN_KEY, job_agent_id_index,
 };
@@ -34,22 +34,22 @@ const FOREIGN_KEYS: [(&str, &str, &str); 2] = [
 /// [`restore`] (where a rerun finds them, the load checks them row by row rather than lock a
 /// parent). With a maximum replica lag set, though, the reverse index is built first: built
 /// after the load, all its WAL would reach the replicas in one burst no pause can spread.
-pub async fn set_aside<C>(conn: &C) -> Result<(), DbErr>
+pub async fn set_aside<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     for sql in backends::of(conn.get_database_backend()).load_without_checks() {
         conn.execute_unprepared(&sql).await?;
     }
-    if Settings::current()?.max_replica_lag.is_some() {
-        create_job_agent_id_index(conn).await?;
+    if ctx.settings.max_replica_lag.is_some() {
+        create_job_agent_id_index(ctx, conn).await?;
     }
     Ok(())
 }
 
 /// Gives the loaded join table what the load went without: its keys (checked once over the
 /// whole table) and its reverse index (built in one pass). Safe to run at any time.
-pub async fn restore<C>(conn: &C) -> Result<(), DbErr>
+pub async fn restore<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -63,7 +63,7 @@ where
         }
         let what = format!("putting back the foreign key to {parent}");
         for step in backend.join_table_key_steps(name, column, parent) {
-            run_step(conn, &what, &step).await?;
+            run_step(ctx, conn, &what, &step).await?;
             crate::fault::crash_point!("bulk load: constraint step");
         }
     }
@@ -71,7 +71,7 @@ where
         conn.execute_unprepared(&sql).await?;
     }
     if backend.builds_index_after_load() {
-        create_job_agent_id_index(conn).await?;
+        create_job_agent_id_index(ctx, conn).await?;
     }
     let Some(check) = backend.links_breaking_keys() else {
         return Ok(());
@@ -88,13 +88,13 @@ where
 
 /// Builds the reverse index in one pass over the loaded table, unless it is there: a step
 /// of its own (a bounded wait for its lock, no statement timeout on the build).
-async fn create_job_agent_id_index<C>(conn: &C) -> Result<(), DbErr>
+async fn create_job_agent_id_index<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let what = "building the join table's reverse index";
     let index = job_agent_id_index().if_not_exists().to_owned();
-    with_lock_retries(conn, what, Default::default(), |txn| {
+    with_lock_retries(ctx, conn, what, Default::default(), |txn| {
         let index = index.clone();
         Box::pin(async move { txn.execute(&index).await.map(|_| ()) })
     })
@@ -105,7 +105,7 @@ where
 /// until the server's own sampling notices, PostgreSQL plans from an empty table's figures:
 /// a page's links (100 ids, one index probe each) were then read by a full scan, 300 times
 /// slower. MariaDB re-samples on its own; SQLite keeps none unless asked.
-pub async fn refresh_statistics<C>(conn: &C) -> Result<(), DbErr>
+pub async fn refresh_statistics<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -116,5 +116,5 @@ where
     if step.statements.is_empty() {
         return Ok(());
     }
-    run_step(conn, "refreshing the join table's statistics", &step).await
+    run_step(ctx, conn, "refreshing the join table's statistics", &step).await
 }

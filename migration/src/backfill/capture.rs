@@ -17,6 +17,7 @@ use sea_orm_migration::sea_orm::TransactionTrait;
 
 use crate::backends;
 use crate::backends::{column_type, read_id, select_id};
+use crate::context::Context;
 use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{BackfillPending, DEPLOYMENT, PENDING_TABLE};
 
@@ -25,23 +26,23 @@ use crate::ids::StoredId;
 /// Creates the pending table and the triggers that fill it, as the backend's steps under
 /// the lock timeout (trigger DDL locks `deployment` against writes; the first step creates
 /// the table too). Safe to run again.
-pub async fn install<C>(conn: &C) -> Result<(), DbErr>
+pub async fn install<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    install_as(conn, "installing the capture triggers on deployment").await
+    install_as(ctx, conn, "installing the capture triggers on deployment").await
 }
 
 /// [`install`], its steps named `what` in the log and in an error (the step of the
 /// migration it is part of).
-pub async fn install_as<C>(conn: &C, what: &str) -> Result<(), DbErr>
+pub async fn install_as<C>(ctx: &Context, conn: &C, what: &str) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let backend = backends::of(conn.get_database_backend());
     let steps = backend.live_trigger_steps(backend.capture_triggers());
     for (n, step) in steps.into_iter().enumerate() {
-        with_lock_retries(conn, what, Default::default(), |txn| {
+        with_lock_retries(ctx, conn, what, Default::default(), |txn| {
             let step = step.clone();
             Box::pin(async move {
                 // What `CREATE TRIGGER` takes anyway: writers wait, readers go on (on a hot
@@ -64,12 +65,12 @@ where
 
 /// Drops the triggers and the pending table, as one step under the lock timeout. Safe to
 /// run again.
-pub async fn remove<C>(conn: &C) -> Result<(), DbErr>
+pub async fn remove<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let what = "removing the capture triggers from deployment";
-    with_lock_retries(conn, what, Default::default(), |txn| {
+    with_lock_retries(ctx, conn, what, Default::default(), |txn| {
         Box::pin(remove_in(txn))
     })
     .await
@@ -77,13 +78,13 @@ where
 
 /// Stops recording writes, keeping what was recorded (the drop step, or `down`, removes
 /// the rest): where the backend can, without locking `deployment`.
-pub async fn silence<C>(conn: &C) -> Result<(), DbErr>
+pub async fn silence<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let what = "stopping the capture on deployment";
     let silence = backends::of(conn.get_database_backend()).silence_capture();
-    with_lock_retries(conn, what, Default::default(), |txn| {
+    with_lock_retries(ctx, conn, what, Default::default(), |txn| {
         let silence = silence.clone();
         Box::pin(async move {
             match silence {
@@ -158,11 +159,11 @@ pub async fn forget_everything_in(manager: &SchemaManager<'_>) -> Result<(), DbE
 /// Applies the writes captured since the backfill, then stops capturing, on a connection
 /// that already keeps writers out (the drop step). Without the pending table there is
 /// nothing to do: [`install`] creates it before its triggers, [`remove`] drops it after.
-pub async fn finish_in(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+pub async fn finish_in(ctx: &Context, manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     if !manager.has_table(PENDING_TABLE).await? {
         return Ok(());
     }
-    super::catch_up(manager.get_connection()).await?;
+    super::catch_up(ctx, manager.get_connection()).await?;
     remove_in(manager.get_connection()).await
 }
 

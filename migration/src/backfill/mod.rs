@@ -30,9 +30,9 @@ use sea_orm_migration::sea_orm::{
 };
 
 use crate::backends;
+use crate::context::Context;
 use crate::locks::with_lock_retries;
 use crate::replicas::Throttle;
-use crate::settings::Settings;
 use crate::stop;
 use crate::tables::{Deployment, LegacyNames};
 
@@ -96,23 +96,23 @@ impl BackfillSummary {
 /// database error does, and then every batch committed so far is still consistent (and
 /// running it again finishes the job). A batch that loses a race for a lock (a deadlock, a
 /// lock timeout, a serialization failure) is rolled back and tried again, from that batch.
-pub async fn backfill_all<C>(conn: &C) -> Result<BackfillSummary, DbErr>
+pub async fn backfill_all<C>(ctx: &Context, conn: &C) -> Result<BackfillSummary, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
     C::Transaction: StreamTrait,
 {
     let started = Instant::now();
     let agents = Arc::new(AgentDirectory::load(conn).await?);
-    bulk_load::set_aside(conn).await?;
+    bulk_load::set_aside(ctx, conn).await?;
     crate::fault::crash_point!("backfill: constraints set aside");
     // However the load ends (its last batch, a stop request, an error), the join table gets
     // its constraints back before the step returns.
-    let loaded = load(conn, agents).await;
-    let restored = bulk_load::restore(conn).await;
+    let loaded = load(ctx, conn, agents).await;
+    let restored = bulk_load::restore(ctx, conn).await;
     let summary = loaded?;
     crate::fault::crash_point!("backfill: every batch committed");
     restored?;
-    bulk_load::refresh_statistics(conn).await?;
+    bulk_load::refresh_statistics(ctx, conn).await?;
     resume::forget(conn).await?;
     summary.log("backfill", started);
     Ok(summary)
@@ -125,12 +125,16 @@ pub async fn forget_progress<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> 
 }
 
 /// Every batch, in id order, from the first one not committed yet.
-async fn load<C>(conn: &C, agents: Arc<AgentDirectory>) -> Result<BackfillSummary, DbErr>
+async fn load<C>(
+    ctx: &Context,
+    conn: &C,
+    agents: Arc<AgentDirectory>,
+) -> Result<BackfillSummary, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
     C::Transaction: StreamTrait,
 {
-    let batch_size = batch_size()?;
+    let batch_size = ctx.settings.batch_size;
     let earlier = sink::Earlier::find(conn).await?;
     let mut progress =
         progress::Progress::start(crate::table_rows::count(conn, Deployment::Table).await?);
@@ -148,10 +152,10 @@ where
     // either commits first (and the page reads it) or waits and replaces the page's links.
     let locked = backends::of(conn.get_database_backend()).locks_page_rows()
         || crate::sync_guard::installed(conn).await?;
-    let mut throttle = Throttle::start(conn).await?;
+    let mut throttle = Throttle::start(ctx, conn).await?;
     loop {
         throttle.wait_for_replicas(conn, "backfill").await?;
-        if stop::requested() {
+        if ctx.stop.requested() {
             progress.finish();
             let done = summary.deployments;
             return Err(stop::stopped(&format!(
@@ -159,7 +163,7 @@ where
                  writes to deployment are still captured"
             )));
         }
-        let batch = with_lock_retries(conn, "backfill batch", write_transaction(), |txn| {
+        let batch = with_lock_retries(ctx, conn, "backfill batch", write_transaction(), |txn| {
             let (agents, after) = (agents.clone(), cursor.clone());
             Box::pin(async move {
                 let page = Page {
@@ -192,11 +196,11 @@ where
 }
 
 /// Puts back the join table's constraints if a failed backfill left them set aside.
-pub async fn restore_constraints<C>(conn: &C) -> Result<(), DbErr>
+pub async fn restore_constraints<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    bulk_load::restore(conn).await
+    bulk_load::restore(ctx, conn).await
 }
 
 /// SQLite: take the write lock at `BEGIN`, so no other writer commits between a batch's
@@ -212,10 +216,6 @@ fn write_transaction() -> TransactionOptions {
 /// deployments with megabytes of `job_agents` each is cut short instead of held whole.
 pub(crate) const BATCH_BYTES: usize = 8 << 20;
 
-fn batch_size() -> Result<u64, DbErr> {
-    Ok(Settings::current()?.batch_size)
-}
-
 /// Fewer pending deployments than this are left to the locked [`catch_up`].
 const LEFT_FOR_THE_LOCKED_CATCH_UP: usize = 64;
 
@@ -226,34 +226,34 @@ const LEFT_FOR_THE_LOCKED_CATCH_UP: usize = 64;
 /// Each batch reads its deployments with a shared row lock and forgets their pending mark in
 /// the same transaction: a write racing with the batch either commits first (and the locking
 /// read sees it) or waits for the batch and marks the deployment pending again.
-pub async fn drain_pending<C>(conn: &C) -> Result<BackfillSummary, DbErr>
+pub async fn drain_pending<C>(ctx: &Context, conn: &C) -> Result<BackfillSummary, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let what = "catch-up of writes made during the backfill";
-    drain(conn, LegacyNames::Live, Drain::LeaveTheLastFew, what).await
+    drain(ctx, conn, LegacyNames::Live, Drain::LeaveTheLastFew, what).await
 }
 
 /// Backfills again every deployment still pending, a batch per transaction, reading the
 /// legacy columns under their retired names (MariaDB's drop step: no write can change them
 /// any more, so the pending set only shrinks).
-pub async fn catch_up_retired<C>(conn: &C) -> Result<BackfillSummary, DbErr>
+pub async fn catch_up_retired<C>(ctx: &Context, conn: &C) -> Result<BackfillSummary, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let what = "catch-up of the last writes to the retired columns";
-    drain(conn, LegacyNames::Retired, Drain::All, what).await
+    drain(ctx, conn, LegacyNames::Retired, Drain::All, what).await
 }
 
 /// Backfills again every deployment still pending, a batch per transaction, writers going
 /// on: once the sync is installed (`crate::expand::begin`), every later write reaches the
 /// links by itself, so this ends.
-pub async fn catch_up_all<C>(conn: &C) -> Result<BackfillSummary, DbErr>
+pub async fn catch_up_all<C>(ctx: &Context, conn: &C) -> Result<BackfillSummary, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let what = "catch-up of writes made during the backfill";
-    drain(conn, LegacyNames::Live, Drain::All, what).await
+    drain(ctx, conn, LegacyNames::Live, Drain::All, what).await
 }
 
 /// How far [`drain`] goes.
@@ -267,6 +267,7 @@ enum Drain {
 }
 
 async fn drain<C>(
+    ctx: &Context,
     conn: &C,
     names: LegacyNames,
     until: Drain,
@@ -276,22 +277,22 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let started = Instant::now();
-    let batch_size = batch_size()?;
+    let batch_size = ctx.settings.batch_size;
     let agents = Arc::new(AgentDirectory::load(conn).await?);
     let mut summary = BackfillSummary::default();
     let most_batches = match until {
         Drain::LeaveTheLastFew => capture::count_pending(conn).await? / batch_size + 10,
         Drain::All => u64::MAX,
     };
-    let mut throttle = Throttle::start(conn).await?;
+    let mut throttle = Throttle::start(ctx, conn).await?;
     for _ in 0..most_batches {
         throttle.wait_for_replicas(conn, what).await?;
-        if stop::requested() {
+        if ctx.stop.requested() {
             let done = summary.deployments;
             let where_ = format!("catch-up: {done} deployments done, the rest still pending");
             return Err(stop::stopped(&where_));
         }
-        let drained = with_lock_retries(conn, "catch-up batch", write_transaction(), |txn| {
+        let drained = with_lock_retries(ctx, conn, "catch-up batch", write_transaction(), |txn| {
             let agents = agents.clone();
             Box::pin(async move {
                 let ids = capture::pending(txn, batch_size).await?;
@@ -321,9 +322,12 @@ where
 
 /// Backfills again the deployments still pending since [`capture::install`], until none
 /// is. Opens no transaction: the caller holds whatever keeps writers out.
-pub async fn catch_up<C: ConnectionTrait>(conn: &C) -> Result<BackfillSummary, DbErr> {
+pub async fn catch_up<C: ConnectionTrait>(
+    ctx: &Context,
+    conn: &C,
+) -> Result<BackfillSummary, DbErr> {
     let started = Instant::now();
-    let batch_size = batch_size()?;
+    let batch_size = ctx.settings.batch_size;
     let agents = AgentDirectory::load(conn).await?;
     let mut summary = BackfillSummary::default();
     loop {

@@ -10,9 +10,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::agents::AgentDirectory;
-use super::batch_size;
 use super::rules::{self, RejectReason};
 use super::source::{self, Page};
+use crate::context::Context;
 use crate::tables::DEPLOYMENT;
 
 /// Examples kept per reject reason.
@@ -65,7 +65,7 @@ pub struct ChangedDeployments {
 }
 
 /// Reads every deployment and applies the backfill rules, changing nothing.
-pub async fn preview(conn: &DatabaseConnection) -> Result<Preview, DbErr> {
+pub async fn preview(ctx: &Context, conn: &DatabaseConnection) -> Result<Preview, DbErr> {
     if !SchemaManager::new(conn)
         .has_column(DEPLOYMENT, "job_agents")
         .await?
@@ -75,7 +75,7 @@ pub async fn preview(conn: &DatabaseConnection) -> Result<Preview, DbErr> {
                 .to_owned(),
         ));
     }
-    let batch_size = batch_size()?;
+    let batch_size = ctx.settings.batch_size;
     let agents = AgentDirectory::load(conn).await?;
     let mut preview = Preview {
         deployments: 0,

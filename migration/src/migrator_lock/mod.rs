@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseConnection, DatabaseExecutor, DbBackend};
 
+use crate::context::Context;
 use crate::runtime;
 use crate::settings::{Settings, format_duration};
 
@@ -92,12 +93,12 @@ pub async fn migrator_lock_holder(db: &DatabaseConnection) -> Option<Holder> {
 
 /// Runs `work` holding the migrator lock; `work` gets the lock (to report its steps) and,
 /// when this run had to wait for another, who that was.
-pub async fn run<T, F, Fut>(db: &DatabaseExecutor<'_>, work: F) -> Result<T, DbErr>
+pub async fn run<T, F, Fut>(ctx: &Context, db: &DatabaseExecutor<'_>, work: F) -> Result<T, DbErr>
 where
     F: FnOnce(Arc<Held>, Option<Holder>) -> Fut,
     Fut: Future<Output = Result<T, DbErr>>,
 {
-    let settings = Settings::current()?;
+    let settings = ctx.settings;
     let (hold, held, waited_for) = acquire(db, &settings).await?;
     let held = Arc::new(held);
     let result = if let Hold::Lease(_) = hold {

@@ -10,15 +10,18 @@ use sea_orm_migration::sea_orm::DatabaseExecutor;
 
 use super::Held;
 
+/// What makes a migrator's list of migrations.
+pub type MigrationList = Box<dyn Fn() -> Vec<Box<dyn MigrationTrait>> + Send + Sync>;
+
 /// The migrations, each reporting its step to the lock.
 pub struct Steps {
-    migrations: fn() -> Vec<Box<dyn MigrationTrait>>,
+    migrations: MigrationList,
     held: Arc<Held>,
 }
 
 impl Steps {
     /// `migrations` (a migrator's list) run under `held`.
-    pub fn new(migrations: fn() -> Vec<Box<dyn MigrationTrait>>, held: Arc<Held>) -> Steps {
+    pub fn new(migrations: MigrationList, held: Arc<Held>) -> Steps {
         Steps { migrations, held }
     }
 

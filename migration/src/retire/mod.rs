@@ -19,6 +19,7 @@ use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, TransactionTrai
 
 use crate::backends;
 use crate::backfill::drain_pending;
+use crate::context::Context;
 use crate::expand;
 use crate::legacy_columns::{self, ColumnDecl};
 use crate::locks::{TableLock, lock_in_order, run_step, with_lock_retries};
@@ -27,7 +28,7 @@ use crate::tables::{DEPLOYMENT, JOB_AGENT, LEGACY_COLUMNS, PENDING_TABLE};
 
 /// Drops the legacy columns, each backend its own way (see the module's text). Safe to run
 /// again after a failure anywhere.
-pub(crate) async fn drop_columns(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+pub(crate) async fn drop_columns(ctx: &Context, manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     let conn = manager.get_connection();
     // Most captured writes are caught up batch by batch, writers still going, so the part
     // that keeps them out is left with the last few. (A rerun after MariaDB renamed the
@@ -35,12 +36,12 @@ pub(crate) async fn drop_columns(manager: &SchemaManager<'_>) -> Result<(), DbEr
     let capturing = manager.has_table(PENDING_TABLE).await?;
     let legacy = legacy_columns::any_present(manager, &LEGACY_COLUMNS).await?;
     if capturing && legacy {
-        drain_pending(conn).await?;
+        drain_pending(ctx, conn).await?;
     }
     match manager.get_database_backend() {
-        DbBackend::Sqlite => sqlite::drop_columns(conn).await,
-        DbBackend::Postgres => postgres::drop_legacy_columns(conn).await,
-        _ => mysql::retire_and_drop(manager, capturing, legacy).await,
+        DbBackend::Sqlite => sqlite::drop_columns(ctx, conn).await,
+        DbBackend::Postgres => postgres::drop_legacy_columns(ctx, conn).await,
+        _ => mysql::retire_and_drop(ctx, manager, capturing, legacy).await,
     }
 }
 
@@ -48,15 +49,15 @@ pub(crate) async fn drop_columns(manager: &SchemaManager<'_>) -> Result<(), DbEr
 /// longer than a lock timeout: back nullable and unconstrained with the capture (an
 /// instant), filled from the links in batches, then constrained step by step. SQLite,
 /// which cannot alter a column, does it all in one rebuild.
-pub(crate) async fn restore(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+pub(crate) async fn restore(ctx: &Context, manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     let conn = manager.get_connection();
     let columns = legacy_columns::recorded(manager).await?;
     if manager.get_database_backend() == DbBackend::Sqlite {
-        sqlite::restore_columns(conn, &columns).await?;
+        sqlite::restore_columns(ctx, conn, &columns).await?;
         return legacy_columns::forget(conn).await;
     }
     let what = "adding the legacy columns back (locks deployment for an instant)";
-    with_lock_retries(conn, what, Default::default(), |txn| {
+    with_lock_retries(ctx, conn, what, Default::default(), |txn| {
         let columns = columns.clone();
         Box::pin(async move {
             let then = [TableLock::share_row_exclusive(JOB_AGENT)];
@@ -70,10 +71,10 @@ pub(crate) async fn restore(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     // written while they fill reaches them by itself; one written before the sync is
     // back is read by the fill). The sync's own steps: several DDL statements in one
     // step starve beside a busy writer where each needs a gap of its own (MariaDB).
-    expand::install(conn).await?;
+    expand::install(ctx, conn).await?;
     crate::fault::crash_point!("drop down: the columns and the sync are back");
-    job_agents_from_links(conn).await?;
-    restore_constraints(conn, &columns).await?;
+    job_agents_from_links(ctx, conn).await?;
+    restore_constraints(ctx, conn, &columns).await?;
     legacy_columns::forget(conn).await
 }
 
@@ -93,7 +94,11 @@ async fn add_columns_back(txn: &DatabaseTransaction, columns: &[ColumnDecl]) -> 
 }
 
 /// Defaults, `NOT NULL` and checked foreign keys, one short locking step each.
-async fn restore_constraints<C>(conn: &C, columns: &[ColumnDecl]) -> Result<(), DbErr>
+async fn restore_constraints<C>(
+    ctx: &Context,
+    conn: &C,
+    columns: &[ColumnDecl],
+) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -101,7 +106,7 @@ where
     for column in columns {
         let what = format!("restoring the declaration of deployment.{}", column.name);
         for step in backend.restore_constraints(column) {
-            run_step(conn, &what, &step).await?;
+            run_step(ctx, conn, &what, &step).await?;
             crate::fault::crash_point!("drop down: a constraint restored");
         }
     }

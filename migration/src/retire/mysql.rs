@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement};
 
 use crate::backfill::{capture, catch_up_retired};
+use crate::context::Context;
 use crate::expand;
 use crate::legacy_columns;
 use crate::locks::with_lock_retries;
@@ -18,6 +19,7 @@ use crate::tables::{DEPLOYMENT, Deployment, LEGACY_COLUMNS, RETIRED_LEGACY_COLUM
 /// failure anywhere finishes the job. `capturing` and `legacy` say whether `up` found the
 /// pending table and the legacy columns under their own names.
 pub(super) async fn retire_and_drop(
+    ctx: &Context,
     manager: &SchemaManager<'_>,
     capturing: bool,
     legacy: bool,
@@ -31,8 +33,8 @@ pub(super) async fn retire_and_drop(
             // (the capture, put back if an expand phase had stopped it, then widened); a sync,
             // if one is installed, goes after: it reads and writes the columns by name.
             let what = "dropping the legacy columns: capturing every write to deployment";
-            capture::install_as(conn, what).await?;
-            with_lock_retries(conn, what, Default::default(), |txn| {
+            capture::install_as(ctx, conn, what).await?;
+            with_lock_retries(ctx, conn, what, Default::default(), |txn| {
                 Box::pin(capture::capture_every_update_in(txn))
             })
             .await?;
@@ -41,28 +43,31 @@ pub(super) async fn retire_and_drop(
         // The sync filled the legacy columns of a deployment the new version inserts; from
         // now on (and under their retired names) their defaults do.
         let what = "dropping the legacy columns: defaults for the new version's inserts";
-        with_lock_retries(conn, what, Default::default(), |txn| {
+        with_lock_retries(ctx, conn, what, Default::default(), |txn| {
             Box::pin(async move { give_defaults(&SchemaManager::new(txn)).await })
         })
         .await?;
-        expand::end(conn).await?;
+        expand::end(ctx, conn).await?;
         let what = "dropping the legacy columns, step 1: renaming them (writes that name them \
                     fail from now on)";
-        with_lock_retries(conn, what, Default::default(), |txn| Box::pin(retire(txn))).await?;
+        with_lock_retries(ctx, conn, what, Default::default(), |txn| {
+            Box::pin(retire(txn))
+        })
+        .await?;
     }
     if capturing {
         let what = "removing the capture triggers from deployment";
-        with_lock_retries(conn, what, Default::default(), |txn| {
+        with_lock_retries(ctx, conn, what, Default::default(), |txn| {
             Box::pin(capture::stop_in(txn))
         })
         .await?;
         // A run that stopped after the drop finds nothing left to read (nor pending).
         if legacy_columns::any_present(manager, &RETIRED_LEGACY_COLUMNS).await? {
-            catch_up_retired(conn).await?;
+            catch_up_retired(ctx, conn).await?;
         }
     }
     let what = "dropping the legacy columns, step 2: dropping the renamed columns";
-    with_lock_retries(conn, what, Default::default(), |txn| {
+    with_lock_retries(ctx, conn, what, Default::default(), |txn| {
         Box::pin(drop_retired(txn))
     })
     .await

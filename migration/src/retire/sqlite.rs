@@ -9,26 +9,31 @@ use sea_orm_migration::sea_orm::{DatabaseTransaction, TransactionTrait};
 use super::add_columns_back;
 use crate::backends::sqlite::{self, rebuild};
 use crate::backfill::capture;
+use crate::context::Context;
 use crate::expand;
 use crate::legacy_columns::{self, ColumnDecl};
 use crate::refill::job_agents_from_links_in;
 use crate::tables::{DEPLOYMENT, LEGACY_COLUMNS};
 
 /// Rebuilds `deployment` without the legacy columns.
-pub(super) async fn drop_columns<C>(conn: &C) -> Result<(), DbErr>
+pub(super) async fn drop_columns<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>,
 {
     let first = async |txn: &DatabaseTransaction| {
         legacy_columns::record(txn).await?;
-        capture::finish_in(&SchemaManager::new(txn)).await?;
+        capture::finish_in(ctx, &SchemaManager::new(txn)).await?;
         expand::end_in(txn).await
     };
     rebuild::drop_columns(conn, DEPLOYMENT, &LEGACY_COLUMNS, first).await
 }
 
 /// Rebuilds `deployment` with `columns` as they were declared, filled from the links.
-pub(super) async fn restore_columns<C>(conn: &C, columns: &[ColumnDecl]) -> Result<(), DbErr>
+pub(super) async fn restore_columns<C>(
+    ctx: &Context,
+    conn: &C,
+    columns: &[ColumnDecl],
+) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait<Transaction = DatabaseTransaction>,
 {
@@ -37,7 +42,7 @@ where
         .collect();
     let first = async |txn: &DatabaseTransaction| {
         add_columns_back(txn, columns).await?;
-        job_agents_from_links_in(txn).await
+        job_agents_from_links_in(ctx, txn).await
     };
     let last = async |txn: &DatabaseTransaction| expand::resume_in(txn).await;
     rebuild::redefine_columns(conn, DEPLOYMENT, &redefined, first, last).await
