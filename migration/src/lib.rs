@@ -55,6 +55,7 @@ pub mod expand;
 #[doc(hidden)]
 pub mod fault;
 pub mod ids;
+mod join_table;
 pub mod legacy_columns;
 pub mod legacy_shape;
 mod locks;
