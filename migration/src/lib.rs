@@ -66,6 +66,7 @@ mod m20261125_000004_drop_legacy_job_agent_columns;
 mod migrator_lock;
 pub use migrator_lock::{Holder, migrator_lock_holder};
 mod ownership;
+pub mod phase;
 pub mod privileges;
 mod refill;
 pub mod replicas;
@@ -76,6 +77,7 @@ pub mod stop;
 mod sync_guard;
 mod table_rows;
 mod tables;
+mod this_process;
 
 /// The migrations, in order. `Migrator::up` and the rest of [`MigratorTrait`] read their
 /// settings from the environment ([`Context::from_env`]); [`Migrator::with`] runs them with
@@ -131,7 +133,11 @@ impl Configured {
     /// The migrations of this run, reporting their steps to the lock `held`.
     fn steps(&self, held: std::sync::Arc<migrator_lock::Held>) -> Steps {
         let context = self.context.clone();
-        Steps::new(Box::new(move || migrations(&context)), held)
+        Steps::new(
+            Box::new(move || migrations(&context)),
+            held,
+            tables::DEPLOYMENT,
+        )
     }
 
     /// Applies the pending migrations (`steps` of them, or all).
@@ -142,6 +148,7 @@ impl Configured {
         let db = db.into_database_executor();
         let db = &db;
         migrator_lock::run(&self.context, db, |held, waited_for| async move {
+            explain_the_phase(db).await?;
             let migrator = self.steps(held);
             if let Some(holder) = waited_for
                 && migrator.nothing_pending(db).await
@@ -207,10 +214,21 @@ impl Configured {
     {
         let db = &db;
         migrator_lock::run(&self.context, db, |held, _| async move {
+            explain_the_phase(db).await?;
             command(&self.steps(held), reborrow(db)).await
         })
         .await
     }
+}
+
+/// Holds the phase record against `seaql_migrations` (see [`phase::reconcile`](crate::phase))
+/// and says what it found.
+async fn explain_the_phase(db: &DatabaseExecutor<'_>) -> Result<(), DbErr> {
+    let manager = SchemaManager::new(reborrow(db));
+    for line in phase::reconcile(&manager, tables::DEPLOYMENT).await? {
+        tracing::warn!("{line}");
+    }
+    Ok(())
 }
 
 /// The commands with the environment's settings ([`Context::from_env`]).

@@ -221,6 +221,12 @@ impl Run {
             MigrateSubcommands::Reset => migrator.reset(&db).await,
             MigrateSubcommands::Status => {
                 let status = Migrator::status(&db).await;
+                for phase in migration::phase::read(&db)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    tracing::info!("phase: {phase}");
+                }
                 if let Some(holder) = migration::migrator_lock_holder(&db).await {
                     tracing::info!("migrating now: {holder}");
                 }

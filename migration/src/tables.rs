@@ -214,20 +214,44 @@ pub enum MigratorLock {
     Node,
 }
 
+/// Which step each table is in (see `phase`): one row per table the migrations change.
+#[derive(DeriveIden, Clone, Copy)]
+pub enum PhaseRecord {
+    #[sea_orm(iden = "deployment_job_agent_phase")]
+    Table,
+    /// The table the step changes.
+    TableName,
+    /// The migration's name.
+    Step,
+    /// `up` or `down`.
+    Direction,
+    /// `running`, `done` or `failed`.
+    State,
+    /// How far a batched step got (its last key done), as text.
+    Progress,
+    /// The error a failed step ended with.
+    Error,
+    StartedAt,
+    FinishedAt,
+    Host,
+    Pid,
+}
+
 /// Tables whose rows are the migration's own bookkeeping, never an operator's data: the
 /// migrator's list of applied migrations, the record of the tables the migrations created, the
 /// legacy columns' declarations (the drop's `down` needs them, nothing else), and the
 /// capture's list of deployment ids to catch up, where an unfinished backfill stopped, who
-/// holds the migrator lock. The
+/// holds the migrator lock, which step each table is in. The
 /// reject table is not among them: it is the only record of legacy values the backfill could
 /// not carry over.
-pub const BOOKKEEPING_TABLES: [&str; 6] = [
+pub const BOOKKEEPING_TABLES: [&str; 7] = [
     "seaql_migrations",
     "deployment_job_agent_created_table",
     "deployment_job_agent_legacy_column",
     PENDING_TABLE,
     "deployment_job_agent_backfill_progress",
     "deployment_job_agent_migrator",
+    "deployment_job_agent_phase",
 ];
 
 #[cfg(test)]
@@ -245,5 +269,6 @@ mod tests {
         assert_eq!(LegacyColumnRecord::Table.to_string(), BOOKKEEPING_TABLES[2]);
         assert_eq!(BackfillProgress::Table.to_string(), BOOKKEEPING_TABLES[4]);
         assert_eq!(MigratorLock::Table.to_string(), BOOKKEEPING_TABLES[5]);
+        assert_eq!(PhaseRecord::Table.to_string(), BOOKKEEPING_TABLES[6]);
     }
 }

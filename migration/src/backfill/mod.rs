@@ -34,7 +34,7 @@ use crate::context::Context;
 use crate::locks::with_lock_retries;
 use crate::replicas::Throttle;
 use crate::stop;
-use crate::tables::{Deployment, LegacyNames};
+use crate::tables::{DEPLOYMENT, Deployment, LegacyNames};
 
 use agents::AgentDirectory;
 pub use preview::{Preview, preview};
@@ -175,6 +175,8 @@ where
                 let written = apply(txn, &batch, &agents, earlier).await?;
                 if let Some(last) = batch.last() {
                     resume::record(txn, &last.id).await?;
+                    let walked = format!("backfill: walked up to deployment {}", last.id.key());
+                    crate::phase::progressed(txn, DEPLOYMENT, &walked).await?;
                 }
                 crate::fault::crash_point!("backfill: batch written, not committed");
                 Ok(batch.last().map(|last| (last.id.clone(), written)))

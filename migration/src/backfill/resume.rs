@@ -52,7 +52,10 @@ pub async fn prepare<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
             ColumnType::custom(id_type),
         ))
         .to_owned();
-    conn.execute(&table).await.map(|_| ())
+    conn.execute(&table).await?;
+    // Each batch says how far it got there too (a backfill run outside the migrator
+    // finds no row to update).
+    crate::phase::create_table(conn).await
 }
 
 /// Records `last` as walked, in the transaction that commits its batch.

@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::ConnectionTrait;
 
 use crate::tables::MigratorLock;
+use crate::this_process;
 
 /// The row's name: one lock per database (per schema on PostgreSQL).
 pub(super) const LOCK_NAME: &str = "migrate";
@@ -78,11 +79,10 @@ pub(super) async fn drop_table<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> 
 
 /// This process, as the row names it: host, pid, now.
 pub(super) fn this_process() -> [(MigratorLock, SimpleExpr); 3] {
-    let since = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     [
-        (MigratorLock::Host, Expr::val(host_name())),
-        (MigratorLock::Pid, Expr::val(i64::from(std::process::id()))),
-        (MigratorLock::Since, Expr::val(since)),
+        (MigratorLock::Host, Expr::val(this_process::host_name())),
+        (MigratorLock::Pid, Expr::val(this_process::pid())),
+        (MigratorLock::Since, Expr::val(this_process::now())),
     ]
 }
 
@@ -161,15 +161,4 @@ pub(super) async fn clear<C: ConnectionTrait>(db: &C, token: &str) -> Result<(),
         .and_where(Expr::col(MigratorLock::Owner).eq(token))
         .to_owned();
     db.execute(&update).await.map(|_| ())
-}
-
-/// The host's name, as `hostname` prints it.
-fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -9,6 +9,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseExecutor;
 
 use super::Held;
+use crate::phase;
 
 /// What makes a migrator's list of migrations.
 pub type MigrationList = Box<dyn Fn() -> Vec<Box<dyn MigrationTrait>> + Send + Sync>;
@@ -17,12 +18,18 @@ pub type MigrationList = Box<dyn Fn() -> Vec<Box<dyn MigrationTrait>> + Send + S
 pub struct Steps {
     migrations: MigrationList,
     held: Arc<Held>,
+    /// The table the migrations change, as the phase record names it.
+    table: &'static str,
 }
 
 impl Steps {
-    /// `migrations` (a migrator's list) run under `held`.
-    pub fn new(migrations: MigrationList, held: Arc<Held>) -> Steps {
-        Steps { migrations, held }
+    /// `migrations` (a migrator's list of steps on `table`) run under `held`.
+    pub fn new(migrations: MigrationList, held: Arc<Held>, table: &'static str) -> Steps {
+        Steps {
+            migrations,
+            held,
+            table,
+        }
     }
 
     /// Whether every migration is applied already (not when the migrator's table is not
@@ -56,6 +63,7 @@ impl Steps {
     /// is left (a waiting migrator makes it again).
     pub async fn reset(&self, db: DatabaseExecutor<'_>) -> Result<(), DbErr> {
         MigratorTraitSelf::reset(self, reborrow(&db)).await?;
+        phase::drop_table(&db).await?;
         super::holder::drop_table(&db).await
     }
 }
@@ -70,16 +78,45 @@ impl MigratorTraitSelf for Steps {
                 Box::new(Reported {
                     inner,
                     held: held.clone(),
+                    table: self.table,
                 })
             })
             .collect()
     }
 }
 
-/// A migration that records, before it runs, that the holder is at it.
+/// A migration that tells the lock, before it runs, that the holder is at it, and keeps the
+/// phase record: begun, then done or failed.
 struct Reported {
     inner: Box<dyn MigrationTrait>,
     held: Arc<Held>,
+    table: &'static str,
+}
+
+impl Reported {
+    /// `run` (the migration's `up` or `down`) between the phase record's begin and end.
+    async fn recorded(
+        &self,
+        manager: &SchemaManager<'_>,
+        direction: &str,
+        run: impl Future<Output = Result<(), DbErr>>,
+    ) -> Result<(), DbErr> {
+        let step = format!("{direction} {}", self.name());
+        self.held.at_step(&step).await;
+        let db = manager.get_connection();
+        phase::began(db, self.table, self.name(), direction).await?;
+        match run.await {
+            Ok(()) => phase::ended(db, self.table).await,
+            Err(error) => {
+                // What the step failed with stays the error; a record that cannot be
+                // written (the connection is gone) is not a second one.
+                if let Err(unrecorded) = phase::failed(db, self.table, &error).await {
+                    tracing::debug!("the phase record missed a failure: {unrecorded}");
+                }
+                Err(error)
+            }
+        }
+    }
 }
 
 impl MigrationName for Reported {
@@ -91,15 +128,12 @@ impl MigrationName for Reported {
 #[async_trait::async_trait]
 impl MigrationTrait for Reported {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let step = format!("up {}", self.name());
-        self.held.at_step(&step).await;
-        self.inner.up(manager).await
+        self.recorded(manager, "up", self.inner.up(manager)).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let step = format!("down {}", self.name());
-        self.held.at_step(&step).await;
-        self.inner.down(manager).await
+        self.recorded(manager, "down", self.inner.down(manager))
+            .await
     }
 
     fn use_transaction(&self) -> Option<bool> {
