@@ -53,12 +53,14 @@
 #![warn(missing_docs)]
 
 mod error;
+mod input;
 mod mutation;
 mod query;
 mod rules;
 
 pub use error::ServiceError;
-pub use mutation::{AgentAssignment, Mutation, NewDeployment};
+pub use input::{AgentAssignment, NewDeployment};
+pub use mutation::Mutation;
 pub use query::{
     DeploymentLink, DeploymentLinkPage, DeploymentPage, DeploymentWithAgents, JobAgentLink, Query,
 };

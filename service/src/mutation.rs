@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 
+use crate::input::{AgentAssignment, NewDeployment};
+use crate::query::{DeploymentWithAgents, JobAgentLink};
+use crate::{ServiceError, rules};
 use entity::{deployment, deployment_job_agent, job_agent};
 use sea_orm::prelude::*;
 use sea_orm::sea_query::OnConflict;
@@ -9,30 +12,6 @@ use sea_orm::{
     ConnectionTrait, IntoActiveModel, SqliteTransactionMode, TransactionOptions,
     TransactionSession, TransactionTrait,
 };
-use serde::Deserialize;
-
-use crate::query::{DeploymentWithAgents, JobAgentLink};
-use crate::{ServiceError, rules};
-
-/// A job agent to link to a deployment, with the link's config (a JSON object).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct AgentAssignment {
-    /// The agent to link.
-    pub job_agent_id: Uuid,
-    /// The link's config; must be a JSON object.
-    pub config: Json,
-}
-
-/// A deployment to create; its id is generated.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct NewDeployment {
-    /// Display name.
-    pub name: String,
-    /// Which resources it targets, if any.
-    pub resource_selector: Option<String>,
-    /// The owning workspace, if any; it must exist.
-    pub workspace_id: Option<Uuid>,
-}
 
 /// Operations that change data.
 pub struct Mutation;

@@ -7,7 +7,7 @@ use sea_orm::prelude::*;
 use sea_orm::{ConnectionTrait, QuerySelect, SelectExt};
 
 use crate::ServiceError;
-use crate::mutation::AgentAssignment;
+use crate::input::AgentAssignment;
 
 /// The deployment exists (one `SELECT 1`; the row itself is not needed).
 pub async fn existing_deployment<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<(), ServiceError> {
