@@ -23,9 +23,9 @@ use sea_orm_migration::sea_orm::TransactionTrait;
 
 use crate::backends::{self, SyncTarget, column_type};
 use crate::backfill::{capture, catch_up_all};
-use crate::context::Context;
-use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{DEPLOYMENT, JOB_AGENT, JOIN_TABLE, PENDING_TABLE};
+use online_migration::context::Context;
+use online_migration::locks::{TableLock, lock_in_order, with_lock_retries};
 
 pub use crate::sync_guard::installed;
 

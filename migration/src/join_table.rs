@@ -10,13 +10,13 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DbBackend, Statement};
 
 use crate::backends::{self, column_type};
-use crate::context::Context;
-use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::ownership;
 use crate::tables::{
     BackfillReject, DEPLOYMENT, DEPLOYMENT_FOREIGN_KEY, Deployment, DeploymentJobAgent, JOB_AGENT,
     JOB_AGENT_FOREIGN_KEY, JOIN_TABLE, JobAgent, REJECT_DEPLOYMENT_INDEX, job_agent_id_index,
 };
+use online_migration::context::Context;
+use online_migration::locks::{TableLock, lock_in_order, with_lock_retries};
 
 /// Creates the join table and the reject table (see the module's text).
 pub(crate) async fn create(ctx: &Context, manager: &SchemaManager<'_>) -> Result<(), DbErr> {

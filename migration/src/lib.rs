@@ -43,13 +43,16 @@
 pub use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseExecutor;
 
-use context::Context;
+use online_migration::context::Context;
 
 use migrator_lock::steps::{Steps, reborrow};
 
+// The engine's modules that a caller of the migrations uses keep their paths here
+// (`migration::settings`, …).
+pub use online_migration::{context, replicas, settings, stop};
+
 mod backends;
 pub mod backfill;
-pub mod context;
 pub mod data_guard;
 pub mod expand;
 #[doc(hidden)]
@@ -58,7 +61,6 @@ pub mod ids;
 mod join_table;
 pub mod legacy_columns;
 pub mod legacy_shape;
-mod locks;
 mod m20261125_000001_create_legacy_baseline;
 mod m20261125_000002_create_deployment_job_agent;
 mod m20261125_000003_backfill_deployment_job_agent;
@@ -69,15 +71,10 @@ mod ownership;
 pub mod phase;
 pub mod privileges;
 mod refill;
-pub mod replicas;
 mod retire;
-mod runtime;
-pub mod settings;
-pub mod stop;
 mod sync_guard;
 mod table_rows;
 mod tables;
-mod this_process;
 
 /// The migrations, in order. `Migrator::up` and the rest of [`MigratorTrait`] read their
 /// settings from the environment ([`Context::from_env`]); [`Migrator::with`] runs them with
@@ -100,7 +97,12 @@ impl Migrator {
     /// # Ok(()) }
     /// ```
     pub fn with(context: Context) -> Configured {
-        Configured { context }
+        // MariaDB's sync guard is a session variable: no locked step hands its connection
+        // back to the pool with it set, whatever the step did.
+        let reset = |backend| backends::of(backend).session_reset();
+        Configured {
+            context: context.with_session_reset(std::sync::Arc::new(reset)),
+        }
     }
 }
 

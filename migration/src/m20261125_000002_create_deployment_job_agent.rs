@@ -3,8 +3,8 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::context::Context;
 use crate::join_table;
+use online_migration::context::Context;
 
 /// The migration, run with the settings and stop request of its run.
 #[derive(DeriveMigrationName)]
@@ -24,7 +24,7 @@ impl MigrationTrait for Migration {
     }
 
     /// Each locking step runs in a transaction of its own, so a lock timeout rolls back only
-    /// that step (see [`crate::locks`]).
+    /// that step (see [`online_migration::locks`]).
     fn use_transaction(&self) -> Option<bool> {
         Some(false)
     }

@@ -10,9 +10,9 @@
 use sea_orm_migration::prelude::*;
 
 use crate::backfill::{backfill_all, capture, forget_progress, restore_constraints};
-use crate::context::Context;
 use crate::expand;
 use crate::tables::DeploymentJobAgent;
+use online_migration::context::Context;
 
 /// The migration, run with the settings and stop request of its run.
 #[derive(DeriveMigrationName)]
@@ -26,7 +26,7 @@ impl MigrationTrait for Migration {
         let ctx = &self.context;
         crate::fault::crash_point!("m20261125_000003_backfill_deployment_job_agent: up starts");
         let conn = manager.get_connection();
-        crate::replicas::check_settings(ctx, conn).await?;
+        online_migration::replicas::check_settings(ctx, conn).await?;
         crate::backends::log_cluster_note(conn).await?;
         // Capture first: a write that lands after this is caught up before the expand phase
         // begins, and from then on each write reaches the other shape by itself.

@@ -4,8 +4,8 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::context::Context;
 use crate::retire;
+use online_migration::context::Context;
 
 /// The migration, run with the settings and stop request of its run.
 #[derive(DeriveMigrationName)]
@@ -18,18 +18,18 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let ctx = &self.context;
         crate::fault::crash_point!("m20261125_000004_drop_legacy_job_agent_columns: up starts");
-        crate::replicas::check_settings(ctx, manager.get_connection()).await?;
+        online_migration::replicas::check_settings(ctx, manager.get_connection()).await?;
         retire::drop_columns(ctx, manager).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let ctx = &self.context;
-        crate::replicas::check_settings(ctx, manager.get_connection()).await?;
+        online_migration::replicas::check_settings(ctx, manager.get_connection()).await?;
         retire::restore(ctx, manager).await
     }
 
     /// Each locking step runs in a transaction of its own, so a lock timeout rolls back only
-    /// that step (see [`crate::locks`]).
+    /// that step (see [`online_migration::locks`]).
     fn use_transaction(&self) -> Option<bool> {
         Some(false)
     }

@@ -33,7 +33,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, QueryResult};
 
 use crate::tables::PhaseRecord;
-use crate::this_process;
+use online_migration::this_process;
 
 /// sea-orm-migration's own table (`seaql_migrations`).
 const MIGRATIONS_TABLE: &str = "seaql_migrations";

@@ -12,11 +12,11 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::TransactionTrait;
 
 use crate::backends::{json_value, read_id, select_id, select_json_text};
-use crate::context::Context;
 use crate::ids::StoredId;
-use crate::locks::with_lock_retries;
-use crate::replicas::Throttle;
 use crate::tables::{Deployment, DeploymentJobAgent};
+use online_migration::context::Context;
+use online_migration::locks::with_lock_retries;
+use online_migration::replicas::Throttle;
 
 /// Fills the legacy columns of every deployment that has none yet, a batch per transaction
 /// (each retried alone if it loses a race for a row lock), writers going on.
@@ -32,7 +32,7 @@ where
         throttle.wait_for_replicas(conn, what).await?;
         if ctx.stop.requested() {
             // The columns are back; filling them is what `down` run again finishes.
-            return Err(crate::stop::stopped(what));
+            return Err(online_migration::stop::stopped(what));
         }
         let last = with_lock_retries(ctx, conn, what, Default::default(), |txn| {
             let after = cursor.clone();

@@ -1,14 +1,14 @@
 //! Lock retries: the one way the migrations take locks beside a live application.
 //!
-//! A statement that needs a strong lock (DDL on `deployment`, `LOCK TABLE`, a batch's row
+//! A statement that needs a strong lock (DDL on a table the application uses, `LOCK TABLE`, a batch's row
 //! locks) queues behind whoever holds a conflicting lock, and on PostgreSQL and MariaDB every
 //! later reader of the table queues behind *it*. One forgotten `idle in transaction` session
 //! would turn the migration into an outage. So every such step runs here:
 //!
-//! - in a transaction of its own whose lock waits end after [`Settings::lock_timeout`];
+//! - in a transaction of its own whose lock waits end after [`Settings::lock_timeout`](crate::settings::Settings::lock_timeout);
 //! - when a wait ends (or the server picks the step as a deadlock or serialization victim),
 //!   the transaction is rolled back, so the queue behind it drains, and after a backoff the
-//!   whole step is tried again, until [`Settings::lock_retry_for`] has passed; a try refused
+//!   whole step is tried again, until [`Settings::lock_retry_for`](crate::settings::Settings::lock_retry_for) has passed; a try refused
 //!   without waiting (MariaDB's metadata locks, `NOWAIT`) kept no one waiting, so the next
 //!   follows within milliseconds: a busy application leaves only short gaps between its
 //!   transactions;
@@ -23,10 +23,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{Either, select};
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{TransactionOptions, TransactionSession, TransactionTrait};
+use sea_orm_migration::sea_orm::{
+    Statement, TransactionOptions, TransactionSession, TransactionTrait,
+};
 
 pub use crate::backends::TableLock;
-use crate::backends::{self, Backend, ConstraintStep, Holder};
+use crate::backends::{self, Blocker, ConstraintStep, Probe};
 use crate::context::Context;
 
 /// The first pause between two tries; it doubles up to the lock timeout, so the
@@ -65,13 +67,14 @@ where
     F: for<'t> Fn(&'t C::Transaction) -> StepFuture<'t, T>,
 {
     let settings = &ctx.settings;
+    let resets = ctx.session_reset(conn.get_database_backend());
     let db_backend = conn.get_database_backend();
     let started = Instant::now();
     let mut backoff = FIRST_BACKOFF;
     let mut last_warning: Option<Instant> = None;
     for tries in 1.. {
         let tried = Instant::now();
-        let (result, holders) = attempt(conn, settings.lock_timeout, options, &step).await;
+        let (result, holders) = attempt(conn, settings.lock_timeout, &resets, options, &step).await;
         let contention = match &result {
             Err(error) => backends::contention(db_backend, error),
             Ok(_) => None,
@@ -121,9 +124,10 @@ where
 async fn attempt<C, T, F>(
     conn: &C,
     lock_timeout: Duration,
+    resets: &[Statement],
     options: TransactionOptions,
     step: &F,
-) -> (Result<T, DbErr>, Vec<Holder>)
+) -> (Result<T, DbErr>, Vec<Blocker>)
 where
     C: ConnectionTrait + TransactionTrait,
     F: for<'t> Fn(&'t C::Transaction) -> StepFuture<'t, T>,
@@ -144,14 +148,14 @@ where
         }
     };
     let result = match result {
-        Ok(value) => match unbound(&txn, backend).await {
+        Ok(value) => match unbound(&txn, backend, resets).await {
             Ok(()) => txn.commit().await.map(|_| value),
             Err(error) => Err(error),
         },
         Err(error) => {
             // Best effort: the error to report is the step's, and a connection whose
             // rollback fails is discarded by the pool.
-            let _ = unbound(&txn, backend).await;
+            let _ = unbound(&txn, backend, resets).await;
             let _ = txn.rollback().await;
             Err(error)
         }
@@ -169,7 +173,7 @@ where
 
 async fn begin_bounded<C>(
     conn: &C,
-    backend: &dyn Backend,
+    backend: &dyn Probe,
     lock_timeout: Duration,
     options: TransactionOptions,
 ) -> Result<C::Transaction, DbErr>
@@ -183,14 +187,24 @@ where
     Ok(txn)
 }
 
-async fn unbound<C: ConnectionTrait>(txn: &C, backend: &dyn Backend) -> Result<(), DbErr> {
-    for statement in backend.unbound_lock_waits() {
+/// The lock waits unbound again, and the session state the caller's steps may set reset
+/// ([`Context::with_session_reset`]), before the connection goes back to the pool.
+async fn unbound<C: ConnectionTrait>(
+    txn: &C,
+    backend: &dyn Probe,
+    resets: &[Statement],
+) -> Result<(), DbErr> {
+    for statement in backend
+        .unbound_lock_waits()
+        .into_iter()
+        .chain(resets.to_vec())
+    {
         txn.execute_raw(statement).await?;
     }
     Ok(())
 }
 
-async fn session_id<C: ConnectionTrait>(txn: &C, backend: &dyn Backend) -> Option<i64> {
+async fn session_id<C: ConnectionTrait>(txn: &C, backend: &dyn Probe) -> Option<i64> {
     let row = txn.query_one_raw(backend.session_id()?).await.ok()??;
     row.try_get_by_index(0).ok()
 }
@@ -199,10 +213,10 @@ async fn session_id<C: ConnectionTrait>(txn: &C, backend: &dyn Backend) -> Optio
 /// Never finishes where no one can ask.
 async fn watch_blockers<C: ConnectionTrait>(
     conn: &C,
-    backend: &dyn Backend,
+    backend: &dyn Probe,
     session: Option<i64>,
     lock_timeout: Duration,
-) -> Vec<Holder> {
+) -> Vec<Blocker> {
     let Some(session) = session else {
         return std::future::pending().await;
     };
@@ -213,16 +227,16 @@ async fn watch_blockers<C: ConnectionTrait>(
 /// The sessions in the way of `session`, as far as the backend can tell.
 async fn blockers<C: ConnectionTrait>(
     conn: &C,
-    backend: &dyn Backend,
+    backend: &dyn Probe,
     session: Option<i64>,
-) -> Vec<Holder> {
+) -> Vec<Blocker> {
     let Some(session) = session else {
         return vec![];
     };
     match conn.query_all_raw(backend.blockers(session)).await {
         Ok(rows) => rows
             .iter()
-            .filter_map(|r| backends::holder(r).ok())
+            .filter_map(|r| backends::blocker(r).ok())
             .collect(),
         Err(error) => {
             tracing::debug!("could not list the sessions in the way: {error}");
@@ -231,11 +245,11 @@ async fn blockers<C: ConnectionTrait>(
     }
 }
 
-fn in_the_way(holders: &[Holder]) -> String {
+fn in_the_way(holders: &[Blocker]) -> String {
     match holders {
         [] => "another session".to_owned(),
         holders => (holders.iter())
-            .map(Holder::to_string)
+            .map(Blocker::to_string)
             .collect::<Vec<_>>()
             .join(", "),
     }

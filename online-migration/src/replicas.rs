@@ -2,11 +2,13 @@
 //!
 //! A backfill writes WAL as fast as the primary can; a hot standby replays it with one
 //! process, and a query running there can hold that replay up. With
-//! [`Settings::max_replica_lag`](crate::settings::Settings::max_replica_lag) set, every batched step (the backfill, its catch-up, the
-//! refill of `job_agents` on the way down) asks the primary, before each batch, how far
-//! behind each replica is, and waits while one lags more than that. A wait is bounded by
-//! [`Settings::lock_retry_for`](crate::settings::Settings::lock_retry_for): then the step stops with an error, at a batch boundary, and
-//! running the command again goes on from there.
+//! [`Settings::max_replica_lag`](crate::settings::Settings::max_replica_lag) set, every
+//! batched step (a backfill, its catch-up, a refill on the way down) asks the primary,
+//! before each batch, how far behind each replica is, and waits while one lags more than
+//! that. A wait is bounded by
+//! [`Settings::lock_retry_for`](crate::settings::Settings::lock_retry_for): then the step
+//! stops with an error, at a batch boundary, and running the command again goes on from
+//! there.
 //!
 //! How far behind: the age of the oldest WAL a replica has not replayed. The primary keeps
 //! no such age, so [`LagClock`] keeps its own: the primary's WAL position each time it is
@@ -135,7 +137,7 @@ impl ReplicaLag {
 
 /// Pauses a batched step while a replica lags more than [`Settings::max_replica_lag`](crate::settings::Settings::max_replica_lag).
 #[derive(Debug)]
-pub(crate) struct Throttle {
+pub struct Throttle {
     max_lag: Option<Duration>,
     give_up_after: Duration,
     clock: LagClock,
@@ -157,10 +159,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 impl Throttle {
     /// The throttle for the current settings; checks, when a maximum lag is set, that this
     /// backend and role can see the replicas.
-    pub(crate) async fn start<C: ConnectionTrait>(
-        ctx: &Context,
-        conn: &C,
-    ) -> Result<Throttle, DbErr> {
+    pub async fn start<C: ConnectionTrait>(ctx: &Context, conn: &C) -> Result<Throttle, DbErr> {
         let settings = &ctx.settings;
         if settings.max_replica_lag.is_some() {
             require_visible(conn).await?;
@@ -177,7 +176,7 @@ impl Throttle {
 
     /// Returns once no replica lags more than the maximum (at once when none is set);
     /// fails after waiting [`Settings::lock_retry_for`](crate::settings::Settings::lock_retry_for), or when a stop is requested.
-    pub(crate) async fn wait_for_replicas<C: ConnectionTrait>(
+    pub async fn wait_for_replicas<C: ConnectionTrait>(
         &mut self,
         conn: &C,
         what: &str,

@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use migration::settings::Settings;
+//! use online_migration::settings::Settings;
 //!
 //! let settings = Settings {
 //!     lock_timeout: Duration::from_millis(500),
@@ -41,7 +41,7 @@ pub struct Settings {
     /// between), or a batched step waits for a lagging replica, before it gives up and the
     /// migration stops with an error.
     pub lock_retry_for: Duration,
-    /// Deployments read and written per backfill transaction.
+    /// Rows read and written per batch (a transaction each).
     pub batch_size: u64,
     /// When set, batched steps pause between batches while a streaming replica has not
     /// replayed WAL older than this (PostgreSQL; see [`crate::replicas`]).

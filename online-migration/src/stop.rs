@@ -1,5 +1,5 @@
-//! Stopping on request. Ctrl-C or SIGTERM during a long step (the backfill, the catch-up, the
-//! rebuild of `job_agents` on the way down) stops it at the next batch boundary: what was
+//! Stopping on request. Ctrl-C or SIGTERM during a long step (a backfill, its catch-up, a
+//! refill on the way down) stops it at the next batch boundary: what was
 //! committed stays, what was set aside is put back, and the step fails with one line saying
 //! where it stopped. Running the command again finishes the job.
 
@@ -12,7 +12,7 @@ use sea_orm_migration::DbErr;
 /// read by every batched step between batches.
 ///
 /// ```
-/// let stop = migration::stop::Stop::default();
+/// let stop = online_migration::stop::Stop::default();
 /// let handler = stop.clone();
 /// handler.request();
 /// assert!(stop.requested());
@@ -33,7 +33,7 @@ impl Stop {
 }
 
 /// The error a step returns when it stopped on request; `where_` says how far it got.
-pub(crate) fn stopped(where_: &str) -> DbErr {
+pub fn stopped(where_: &str) -> DbErr {
     DbErr::Migration(format!(
         "stopped on request at a batch boundary ({where_}); run the command again to finish"
     ))

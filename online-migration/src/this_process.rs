@@ -2,7 +2,7 @@
 //! phase record): its host, its process id, and the time, as an operator reads them.
 
 /// The host's name, as `hostname` prints it.
-pub(crate) fn host_name() -> String {
+pub fn host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
@@ -13,11 +13,11 @@ pub(crate) fn host_name() -> String {
 }
 
 /// This process's id.
-pub(crate) fn pid() -> i64 {
+pub fn pid() -> i64 {
     i64::from(std::process::id())
 }
 
 /// Now, in UTC, to the second (RFC 3339).
-pub(crate) fn now() -> String {
+pub fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }

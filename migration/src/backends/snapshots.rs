@@ -9,6 +9,7 @@ use super::{
     Backend, ConstraintStep, SyncTarget, TableLock, mysql::MySql, postgres::Postgres,
     sqlite::Sqlite,
 };
+use online_migration::backends::{self as probe, Probe};
 use sea_orm_migration::sea_orm::Statement;
 
 /// The legacy columns as an old application declared them, in this backend's type names.
@@ -48,7 +49,14 @@ fn locks(step: &ConstraintStep) -> String {
     out
 }
 
-fn generated_sql(backend: &dyn Backend, schema: &str, json: &str, id: &str) -> String {
+/// `probe` is the engine's half of the same backend (lock waits, replicas).
+fn generated_sql(
+    backend: &dyn Backend,
+    probe: &dyn Probe,
+    schema: &str,
+    json: &str,
+    id: &str,
+) -> String {
     let mut out = String::new();
     let mut section = |title: &str, lines: Vec<String>| {
         out.push_str(&format!("-- {title}\n"));
@@ -69,11 +77,13 @@ fn generated_sql(backend: &dyn Backend, schema: &str, json: &str, id: &str) -> S
     };
     section(
         "bound lock waits (1 s)",
-        statements(backend.bound_lock_waits(Duration::from_secs(1))),
+        statements(probe.bound_lock_waits(Duration::from_secs(1))),
     );
     section(
         "unbound lock waits",
-        statements(backend.unbound_lock_waits()),
+        // What each locked step runs before its connection goes back: the engine's
+        // unbinding, then the session reset `Migrator::with` gives the context.
+        statements([probe.unbound_lock_waits(), backend.session_reset()].concat()),
     );
     let then = [
         TableLock::exclusive("deployment_job_agent"),
@@ -81,7 +91,7 @@ fn generated_sql(backend: &dyn Backend, schema: &str, json: &str, id: &str) -> S
     ];
     section(
         "lock in order: deployment first, then the rest at once",
-        statements(backend.lock_in_order(TableLock::access_exclusive("deployment"), &then)),
+        statements(probe.lock_in_order(TableLock::access_exclusive("deployment"), &then)),
     );
     section(
         "capture triggers, as steps on a table the application writes",
@@ -127,15 +137,15 @@ fn generated_sql(backend: &dyn Backend, schema: &str, json: &str, id: &str) -> S
     let optional = |statement: Option<Statement>| statements(statement.into_iter().collect());
     section(
         "replica positions (for the replica-lag throttle)",
-        optional(backend.replica_positions()),
+        optional(probe.replica_positions()),
     );
     section(
         "may the role see them",
-        optional(backend.may_see_replica_positions()),
+        optional(probe.may_see_replica_positions()),
     );
     section(
         "prompt replicas to report",
-        optional(backend.prompt_replica_reports()),
+        optional(probe.prompt_replica_reports()),
     );
     section(
         "load the join table without checks",
@@ -220,17 +230,35 @@ fn generated_sql(backend: &dyn Backend, schema: &str, json: &str, id: &str) -> S
 
 #[test]
 fn postgres() {
-    insta::assert_snapshot!(generated_sql(&Postgres, "public", "jsonb", "uuid"));
+    insta::assert_snapshot!(generated_sql(
+        &Postgres,
+        &probe::postgres::Postgres,
+        "public",
+        "jsonb",
+        "uuid"
+    ));
 }
 
 #[test]
 fn mysql() {
-    insta::assert_snapshot!(generated_sql(&MySql, "", "longtext", "char(36)"));
+    insta::assert_snapshot!(generated_sql(
+        &MySql,
+        &probe::mysql::MySql,
+        "",
+        "longtext",
+        "char(36)"
+    ));
 }
 
 #[test]
 fn sqlite() {
-    insta::assert_snapshot!(generated_sql(&Sqlite, "", "TEXT", "TEXT"));
+    insta::assert_snapshot!(generated_sql(
+        &Sqlite,
+        &probe::sqlite::Sqlite,
+        "",
+        "TEXT",
+        "TEXT"
+    ));
 }
 
 /// Locked steps as one list, each step opened by a comment.

@@ -17,11 +17,11 @@ use sea_orm_migration::sea_orm::TransactionTrait;
 
 use crate::backends;
 use crate::backends::ConstraintStep;
-use crate::context::Context;
-use crate::locks::{run_step, with_lock_retries};
 use crate::tables::{
     DEPLOYMENT, DEPLOYMENT_FOREIGN_KEY, JOB_AGENT, JOB_AGENT_FOREIGN_KEY, job_agent_id_index,
 };
+use online_migration::context::Context;
+use online_migration::locks::{run_step, with_lock_retries};
 
 /// The join table's foreign keys: (name, column, parent table).
 const FOREIGN_KEYS: [(&str, &str, &str); 2] = [

@@ -17,9 +17,9 @@ use sea_orm_migration::sea_orm::TransactionTrait;
 
 use crate::backends;
 use crate::backends::{column_type, read_id, select_id};
-use crate::context::Context;
-use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{BackfillPending, DEPLOYMENT, PENDING_TABLE};
+use online_migration::context::Context;
+use online_migration::locks::{TableLock, lock_in_order, with_lock_retries};
 
 use crate::ids::StoredId;
 

@@ -30,11 +30,11 @@ use sea_orm_migration::sea_orm::{
 };
 
 use crate::backends;
-use crate::context::Context;
-use crate::locks::with_lock_retries;
-use crate::replicas::Throttle;
-use crate::stop;
 use crate::tables::{DEPLOYMENT, Deployment, LegacyNames};
+use online_migration::context::Context;
+use online_migration::locks::with_lock_retries;
+use online_migration::replicas::Throttle;
+use online_migration::stop;
 
 use agents::AgentDirectory;
 pub use preview::{Preview, preview};

@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 use super::agents::AgentDirectory;
 use super::rules::{self, RejectReason};
 use super::source::{self, Page};
-use crate::context::Context;
 use crate::tables::DEPLOYMENT;
+use online_migration::context::Context;
 
 /// Examples kept per reject reason.
 const EXAMPLES_PER_REASON: usize = 3;

@@ -7,7 +7,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::ConnectionTrait;
 
 use crate::tables::MigratorLock;
-use crate::this_process;
+use online_migration::this_process;
 
 /// The row's name: one lock per database (per schema on PostgreSQL).
 pub(super) const LOCK_NAME: &str = "migrate";

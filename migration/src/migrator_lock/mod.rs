@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseConnection, DatabaseExecutor, DbBackend};
 
-use crate::context::Context;
-use crate::runtime;
-use crate::settings::{Settings, format_duration};
+use online_migration::context::Context;
+use online_migration::runtime;
+use online_migration::settings::{Settings, format_duration};
 
 pub use holder::Holder;
 
@@ -153,7 +153,7 @@ async fn acquire(
                 "another migrator still holds the migration lock after {} ({holder}); \
                  nothing was changed (wait longer with --migrator-wait or {})",
                 format_duration(settings.migrator_wait),
-                crate::settings::MIGRATOR_WAIT_ENV
+                online_migration::settings::MIGRATOR_WAIT_ENV
             )));
         }
         runtime::sleep(pause).await;

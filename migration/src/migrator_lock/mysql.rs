@@ -20,9 +20,9 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseEx
 
 use super::holder::{self, LOCK_NAME};
 use crate::backends;
-use crate::runtime;
-use crate::settings::{Settings, format_duration};
 use crate::tables::MigratorLock;
+use online_migration::runtime;
+use online_migration::settings::{Settings, format_duration};
 
 /// The server's clock, in milliseconds since 1970.
 fn now_ms() -> SimpleExpr {

@@ -19,12 +19,12 @@ use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, TransactionTrai
 
 use crate::backends;
 use crate::backfill::drain_pending;
-use crate::context::Context;
 use crate::expand;
 use crate::legacy_columns::{self, ColumnDecl};
-use crate::locks::{TableLock, lock_in_order, run_step, with_lock_retries};
 use crate::refill::job_agents_from_links;
 use crate::tables::{DEPLOYMENT, JOB_AGENT, LEGACY_COLUMNS, PENDING_TABLE};
+use online_migration::context::Context;
+use online_migration::locks::{TableLock, lock_in_order, run_step, with_lock_retries};
 
 /// Drops the legacy columns, each backend its own way (see the module's text). Safe to run
 /// again after a failure anywhere.

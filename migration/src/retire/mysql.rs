@@ -4,11 +4,11 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseTransaction, DbBackend, Statement};
 
 use crate::backfill::{capture, catch_up_retired};
-use crate::context::Context;
 use crate::expand;
 use crate::legacy_columns;
-use crate::locks::with_lock_retries;
 use crate::tables::{DEPLOYMENT, Deployment, LEGACY_COLUMNS, RETIRED_LEGACY_COLUMNS};
+use online_migration::context::Context;
+use online_migration::locks::with_lock_retries;
 
 /// MariaDB commits DDL statement by statement, and on a Galera cluster a node-local lock
 /// (`LOCK TABLES`) would keep out only that node's writers. So the legacy columns are first

@@ -7,11 +7,11 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{DatabaseTransaction, TransactionTrait};
 
 use crate::backfill::capture;
-use crate::context::Context;
 use crate::expand;
 use crate::legacy_columns;
-use crate::locks::{TableLock, lock_in_order, with_lock_retries};
 use crate::tables::{DEPLOYMENT, JOB_AGENT, JOIN_TABLE, LEGACY_COLUMNS};
+use online_migration::context::Context;
+use online_migration::locks::{TableLock, lock_in_order, with_lock_retries};
 
 /// The drop step, retried as a whole while it loses to the application's locks.
 pub(super) async fn drop_legacy_columns<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>

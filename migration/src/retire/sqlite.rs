@@ -9,11 +9,11 @@ use sea_orm_migration::sea_orm::{DatabaseTransaction, TransactionTrait};
 use super::add_columns_back;
 use crate::backends::sqlite::{self, rebuild};
 use crate::backfill::capture;
-use crate::context::Context;
 use crate::expand;
 use crate::legacy_columns::{self, ColumnDecl};
 use crate::refill::job_agents_from_links_in;
 use crate::tables::{DEPLOYMENT, LEGACY_COLUMNS};
+use online_migration::context::Context;
 
 /// Rebuilds `deployment` without the legacy columns.
 pub(super) async fn drop_columns<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>

@@ -5,11 +5,9 @@
 mod live_triggers;
 mod sync;
 
-use std::time::Duration;
+use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement};
 
-use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement, sqlx};
-
-use super::{Backend, ConstraintStep, Contention, SyncTarget, TableLock, foreign_key_name};
+use super::{Backend, ConstraintStep, SyncTarget, foreign_key_name};
 use crate::backends::column_decl::ColumnDecl;
 use crate::ids::StoredId;
 use crate::tables::{
@@ -31,58 +29,6 @@ impl Backend for MySql {
                     from that batch; the drop step takes no node-local lock (it renames the \
                     legacy columns, catches up, then drops them)";
         Some((query, note))
-    }
-
-    /// Metadata locks (DDL) are never waited for: MariaDB breaks a
-    /// metadata-lock deadlock by failing the DML side, so a migration waiting for one would
-    /// fail an application transaction that read `deployment` and then writes it. A
-    /// metadata lock that is not free is a lock timeout at once, retried after a backoff.
-    /// Row locks wait up to the timeout (InnoDB counts whole seconds).
-    fn bound_lock_waits(&self, timeout: Duration) -> Vec<Statement> {
-        let seconds = timeout.as_secs_f64().ceil().max(1.0) as u64;
-        vec![Statement::from_sql_and_values(
-            DbBackend::MySql,
-            "SET SESSION lock_wait_timeout = 0, innodb_lock_wait_timeout = ?",
-            [seconds.into()],
-        )]
-    }
-
-    /// With the sync guard: a session variable too.
-    fn unbound_lock_waits(&self) -> Vec<Statement> {
-        let mut statements = vec![Statement::from_string(
-            DbBackend::MySql,
-            "SET SESSION lock_wait_timeout = DEFAULT, innodb_lock_wait_timeout = DEFAULT",
-        )];
-        statements.extend(self.sync_unguard());
-        statements
-    }
-
-    fn session_id(&self) -> Option<Statement> {
-        Some(Statement::from_string(
-            DbBackend::MySql,
-            "SELECT CAST(CONNECTION_ID() AS SIGNED)",
-        ))
-    }
-
-    /// Every other session with an open transaction, oldest first: one of them holds the
-    /// metadata lock or row the migration waits for.
-    fn blockers(&self, session: i64) -> Statement {
-        Statement::from_sql_and_values(
-            DbBackend::MySql,
-            "SELECT CAST(p.ID AS SIGNED), COALESCE(p.COMMAND, ''), \
-               CAST(TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) / 1e6 AS DOUBLE), \
-               COALESCE(LEFT(p.INFO, 120), '') \
-             FROM information_schema.INNODB_TRX t \
-             JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
-             WHERE p.ID <> ? ORDER BY t.trx_started LIMIT 5",
-            [session.into()],
-        )
-    }
-
-    /// MariaDB takes no metadata lock that is not free (see `bound_lock_waits`), so the
-    /// order of a step's locks cannot make it wait while holding one.
-    fn lock_in_order(&self, _first: TableLock, _then: &[TableLock]) -> Vec<Statement> {
-        vec![]
     }
 
     /// Each privilege the migrations use on the current database, granted to the user or its
@@ -246,6 +192,11 @@ impl Backend for MySql {
         vec![Statement::from_string(DbBackend::MySql, sql)]
     }
 
+    /// The sync guard is a session variable.
+    fn session_reset(&self) -> Vec<Statement> {
+        self.sync_unguard()
+    }
+
     fn missing_privileges(&self) -> Statement {
         Statement::from_sql_and_values(
             DbBackend::MySql,
@@ -310,19 +261,6 @@ impl Backend for MySql {
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?",
             [table.into(), column.into()],
         )
-    }
-
-    fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention> {
-        let error = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()?;
-        match error.number() {
-            // ER_LOCK_WAIT_TIMEOUT: a metadata lock or a row lock.
-            1205 => Some(Contention::LockTimeout),
-            // ER_LOCK_DEADLOCK, also what Galera reports for a failed certification.
-            1213 => Some(Contention::Deadlock),
-            // ER_CHECKREAD: "record has changed since last read" (serializable snapshot).
-            1020 => Some(Contention::SerializationFailure),
-            _ => None,
-        }
     }
 }
 

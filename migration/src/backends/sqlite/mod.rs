@@ -5,12 +5,10 @@ pub mod rebuild;
 mod sync;
 mod table_sql;
 
-use std::time::Duration;
-
 use sea_orm_migration::prelude::{Alias, Expr, Func};
-use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement, sqlx};
+use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement};
 
-use super::{Backend, ConstraintStep, Contention, SyncTarget, TableLock};
+use super::{Backend, ConstraintStep, SyncTarget};
 use crate::backends::column_decl::ColumnDecl;
 use crate::ids::StoredId;
 use crate::tables::{
@@ -21,26 +19,6 @@ use crate::tables::{
 pub struct Sqlite;
 
 impl Backend for Sqlite {
-    fn bound_lock_waits(&self, _timeout: Duration) -> Vec<Statement> {
-        vec![]
-    }
-
-    fn unbound_lock_waits(&self) -> Vec<Statement> {
-        vec![]
-    }
-
-    fn session_id(&self) -> Option<Statement> {
-        None
-    }
-
-    fn blockers(&self, _session: i64) -> Statement {
-        Statement::from_string(DbBackend::Sqlite, "SELECT 0, '', 0.0, '' WHERE 0")
-    }
-
-    fn lock_in_order(&self, _first: TableLock, _then: &[TableLock]) -> Vec<Statement> {
-        vec![]
-    }
-
     fn legacy_column_definitions(&self) -> Statement {
         Statement::from_sql_and_values(
             DbBackend::Sqlite,
@@ -235,13 +213,6 @@ impl Backend for Sqlite {
             "SELECT type FROM pragma_table_info(?) WHERE name = ?",
             [table.into(), column.into()],
         )
-    }
-
-    fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention> {
-        // The primary result code is the low byte: SQLITE_BUSY (5) and SQLITE_LOCKED (6),
-        // whatever the extended code.
-        let code: i64 = error.code()?.parse().ok()?;
-        matches!(code & 0xff, 5 | 6).then_some(Contention::LockTimeout)
     }
 }
 
