@@ -13,9 +13,10 @@
 //!   backfill, its catch-up, the refill of `down`) set it too (`sync_guard::guarded`).
 //!
 //! The lifecycle, owned here and called by the migrations: [`begin`] at the end of the
-//! backfill's `up` (and of the drop's `down`, which re-enters the phase); [`end_in`] in the
-//! drop step's locked transaction, which then needs no catch-up; [`abandon`] in the
-//! backfill's `down`, before its links go. The triggers' SQL is each backend's
+//! backfill's `up`; [`install`] (or [`install_in`], inside a locked step) in the drop's
+//! `down`, which re-enters the phase; [`end_in`] in the drop step's locked transaction,
+//! which then needs no catch-up; [`end`] in the backfill's `down`, before its links go
+//! (deleting them with the sync on would empty every deployment's legacy columns). The triggers' SQL is each backend's
 //! (`Backend::sync_triggers`).
 
 use sea_orm_migration::prelude::*;
@@ -95,21 +96,6 @@ async fn sync_ddl<C: ConnectionTrait>(
     }
     let triggers = backend.live_trigger_steps(triggers);
     Ok((triggers, routines))
-}
-
-/// Re-enters the phase on a connection that already runs a locked step (SQLite's rebuild
-/// in the drop migration's `down`, once the legacy columns are back).
-pub async fn resume_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    install_in(conn).await
-}
-
-/// Removes the sync triggers before the backfill's links are deleted (which would otherwise
-/// empty every deployment's legacy columns). Safe to run again.
-pub async fn abandon<C>(ctx: &Context, conn: &C) -> Result<(), DbErr>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    end(ctx, conn).await
 }
 
 /// Removes the sync triggers, each statement a step under the lock timeout (as

@@ -43,7 +43,7 @@ impl MigrationTrait for Migration {
         // made after that could not be caught up by a run that skips what it walked.
         forget_progress(manager.get_connection()).await?;
         // The sync goes first: deleting the links must not empty the legacy columns.
-        expand::abandon(ctx, manager.get_connection()).await?;
+        expand::end(ctx, manager.get_connection()).await?;
         capture::remove(ctx, manager.get_connection()).await?;
         restore_constraints(ctx, manager.get_connection()).await?;
         let delete = Query::delete()

@@ -137,7 +137,7 @@ pub async fn stop_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
 
 /// Drops the pending table (once [`stop_in`] has run), on a connection that already runs a
 /// locked step.
-pub async fn forget_all_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+async fn drop_pending_table_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     let drop = Table::drop()
         .table(BackfillPending::Table)
         .if_exists()
@@ -146,7 +146,7 @@ pub async fn forget_all_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
 }
 
 /// Empties the pending table, keeping it (MariaDB's drop step: see there why).
-pub async fn forget_everything_in(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+pub async fn empty_pending_table_in(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     if !manager.has_table(PENDING_TABLE).await? {
         return Ok(());
     }
@@ -168,9 +168,9 @@ pub async fn finish_in(ctx: &Context, manager: &SchemaManager<'_>) -> Result<(),
 }
 
 /// [`remove`] on a connection that already runs a locked step.
-pub async fn remove_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+async fn remove_in<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     stop_in(conn).await?;
-    forget_all_in(conn).await
+    drop_pending_table_in(conn).await
 }
 
 /// Up to `limit` ids of deployments written since the triggers were installed.

@@ -120,7 +120,7 @@ async fn drop_retired(txn: &DatabaseTransaction) -> Result<(), DbErr> {
     crate::fault::crash_point!("drop: retired columns dropped");
     // Emptied, not dropped: a statement the application prepared while the capture's
     // triggers wrote it opens it again at every execution (see `sync::remove`).
-    capture::forget_everything_in(&manager).await
+    capture::empty_pending_table_in(&manager).await
 }
 
 /// MariaDB will not drop a column that a foreign key uses, so its constraints go first.

@@ -44,6 +44,6 @@ where
         add_columns_back(txn, columns).await?;
         job_agents_from_links_in(ctx, txn).await
     };
-    let last = async |txn: &DatabaseTransaction| expand::resume_in(txn).await;
+    let last = async |txn: &DatabaseTransaction| expand::install_in(txn).await;
     rebuild::redefine_columns(conn, DEPLOYMENT, &redefined, first, last).await
 }
