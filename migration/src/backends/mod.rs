@@ -42,8 +42,9 @@ pub struct SyncTarget {
     pub job_agent_config_type: String,
 }
 
-/// One backend's answers.
-pub trait Backend: Send + Sync {
+/// What the catalogue says: declared types and columns, triggers, tables, privileges, the
+/// schema, the cluster.
+pub trait Catalogue {
     /// How the legacy columns are declared now, one row each, in the column order of
     /// [`crate::legacy_columns::ColumnDecl`]'s record: name, type, not null (0/1),
     /// default, check, foreign key name, parent table, parent column, `ON DELETE` rule.
@@ -57,6 +58,37 @@ pub trait Backend: Send + Sync {
         answered
     }
 
+    /// A query that returns a row when the server is a node of a cluster that changes what
+    /// the migration does, and the note the log gets then; `None` where there is no such
+    /// cluster.
+    fn cluster_note(&self) -> Option<(Statement, &'static str)> {
+        None
+    }
+
+    /// One row when trigger `name` exists on `deployment` (in the current schema), none
+    /// otherwise.
+    fn trigger_exists(&self, name: &str) -> Statement;
+
+    /// One row, one text: the current schema as a quoted identifier, where tables live in
+    /// schemas the triggers must name.
+    fn current_schema(&self) -> Option<Statement> {
+        None
+    }
+
+    /// What the connected role lacks of what the migrations need, one description per row;
+    /// no rows when nothing is missing (or the backend has no privileges, like SQLite).
+    fn missing_privileges(&self) -> Statement;
+
+    /// The names of the base tables of the current database or schema, one per row.
+    fn tables(&self) -> Statement;
+
+    /// The declared type of a column, one row with one text column; binds the table's name,
+    /// then the column's.
+    fn declared_type(&self, table: &str, column: &str) -> Statement;
+}
+
+/// How ids, JSON and text are declared, read and written.
+pub trait Values {
     /// The baseline's JSON column type.
     fn json_type(&self) -> &'static str;
 
@@ -66,18 +98,34 @@ pub trait Backend: Send + Sync {
         None
     }
 
-    /// A query that returns a row when the server is a node of a cluster that changes what
-    /// the migration does, and the note the log gets then; `None` where there is no such
-    /// cluster.
-    fn cluster_note(&self) -> Option<(Statement, &'static str)> {
-        None
-    }
-
     /// `text` as an SQL string literal (for the baseline's fixed defaults).
     fn string_literal(&self, text: &str) -> String {
         format!("'{}'", text.replace('\'', "''"))
     }
 
+    /// Expressions that select id column `column` so that [`Values::read_id`] can decode it
+    /// (one, unless the backend needs more to tell how the id is stored).
+    fn select_id(&self, column: Expr) -> Vec<Expr> {
+        vec![column]
+    }
+
+    /// Decodes an id selected with [`Values::select_id`], starting at column `*index`
+    /// (advanced past it).
+    fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr>;
+
+    /// Selects JSON column `column` as its stored text.
+    fn select_json_text(&self, column: Expr) -> Expr {
+        column
+    }
+
+    /// A bound JSON value, written as exactly this text.
+    fn json_value(&self, text: String) -> Expr {
+        Expr::val(text)
+    }
+}
+
+/// The DDL that gives the legacy columns back as they were declared.
+pub trait ColumnDdl {
     /// Statements that add `column` back nullable, without default, with its foreign key
     /// (which every row satisfies while the column is NULL): instant on a large table.
     fn add_legacy_column(&self, column: &ColumnDecl) -> Vec<String>;
@@ -85,7 +133,10 @@ pub trait Backend: Send + Sync {
     /// The steps that give a refilled legacy column its default, `NOT NULL` and a checked
     /// foreign key, each holding a strong lock for an instant at most.
     fn restore_constraints(&self, column: &ColumnDecl) -> Vec<ConstraintStep>;
+}
 
+/// The triggers on tables the application writes: the capture, the expand phase's sync and its guard, and how trigger DDL is run beside prepared statements.
+pub trait Triggers {
     /// Statements that install the capture triggers on `deployment` (see
     /// `backfill::capture`). An update is recorded only when it changes a column the rules
     /// read (`id`, `workspace_id` and the three legacy columns): the application's other
@@ -103,7 +154,7 @@ pub trait Backend: Send + Sync {
         vec![]
     }
 
-    /// Statements that remove what [`Backend::capture_triggers`] installed.
+    /// Statements that remove what [`Triggers::capture_triggers`] installed.
     fn remove_capture_triggers(&self) -> Vec<String>;
 
     /// Statements that stop the capture from recording, keeping what it recorded, without
@@ -129,7 +180,7 @@ pub trait Backend: Send + Sync {
     /// columns, each in the writer's transaction, neither writing back. Safe to run again.
     fn sync_triggers(&self, target: &SyncTarget) -> Vec<String>;
 
-    /// One row, one number: 1 when the routines [`Backend::sync_triggers`] creates are all
+    /// One row, one number: 1 when the routines [`Triggers::sync_triggers`] creates are all
     /// in place as it would create them, so an install may leave them alone (MariaDB, where
     /// replacing a routine waits for every transaction that called it). `None`: always
     /// create them.
@@ -138,20 +189,16 @@ pub trait Backend: Send + Sync {
         None
     }
 
-    /// One row when trigger `name` exists on `deployment` (in the current schema), none
-    /// otherwise.
-    fn trigger_exists(&self, name: &str) -> Statement;
-
-    /// The statements that remove what [`Backend::sync_triggers`] installed.
+    /// The statements that remove what [`Triggers::sync_triggers`] installed.
     fn remove_sync_triggers(&self, target: &SyncTarget) -> Vec<String>;
 
     /// Statements that make the current transaction's own writes to either side leave the
     /// other alone (the migration's backfill and refill write both sides themselves).
     fn sync_guard(&self) -> Vec<Statement>;
 
-    /// Statements that end [`Backend::sync_guard`] before the transaction commits, where it
+    /// Statements that end [`Triggers::sync_guard`] before the transaction commits, where it
     /// would outlive it. (Should the transaction fail first, the guard goes with it, or, for
-    /// a session variable, with [`Backend::session_reset`].)
+    /// a session variable, with [`Triggers::session_reset`].)
     fn sync_unguard(&self) -> Vec<Statement> {
         vec![]
     }
@@ -163,30 +210,10 @@ pub trait Backend: Send + Sync {
     fn session_reset(&self) -> Vec<Statement> {
         vec![]
     }
+}
 
-    /// One row, one text: the current schema as a quoted identifier, where tables live in
-    /// schemas the triggers must name.
-    fn current_schema(&self) -> Option<Statement> {
-        None
-    }
-
-    /// What the connected role lacks of what the migrations need, one description per row;
-    /// no rows when nothing is missing (or the backend has no privileges, like SQLite).
-    fn missing_privileges(&self) -> Statement;
-
-    /// The names of the base tables of the current database or schema, one per row.
-    fn tables(&self) -> Statement;
-
-    /// Expressions that select id column `column` so that [`Backend::read_id`] can decode it
-    /// (one, unless the backend needs more to tell how the id is stored).
-    fn select_id(&self, column: Expr) -> Vec<Expr> {
-        vec![column]
-    }
-
-    /// Decodes an id selected with [`Backend::select_id`], starting at column `*index`
-    /// (advanced past it).
-    fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr>;
-
+/// How the join table is created and loaded: what it goes without during the load and gets back after, and how a page's rows are read.
+pub trait JoinTableLoad {
     /// Statements that make this connection load the join table without checking its
     /// foreign keys or keeping its reverse index up to date (both come back in one pass
     /// after the load). Where the backend keeps them during the load, none.
@@ -214,7 +241,7 @@ pub trait Backend: Send + Sync {
     }
 
     /// Whether the join table's reverse index is built after the load (it was created
-    /// without it, or [`Backend::load_without_checks`] dropped it).
+    /// without it, or [`JoinTableLoad::load_without_checks`] dropped it).
     fn builds_index_after_load(&self) -> bool {
         false
     }
@@ -259,20 +286,14 @@ pub trait Backend: Send + Sync {
     fn locks_page_rows(&self) -> bool {
         false
     }
+}
 
-    /// Selects JSON column `column` as its stored text.
-    fn select_json_text(&self, column: Expr) -> Expr {
-        column
-    }
+/// One backend's answers, every concern (see the traits above): what [`of`] returns.
+pub trait Backend: Catalogue + Values + ColumnDdl + Triggers + JoinTableLoad + Send + Sync {}
 
-    /// A bound JSON value, written as exactly this text.
-    fn json_value(&self, text: String) -> Expr {
-        Expr::val(text)
-    }
-
-    /// The declared type of a column, one row with one text column; binds the table's name,
-    /// then the column's.
-    fn declared_type(&self, table: &str, column: &str) -> Statement;
+impl<T> Backend for T where
+    T: Catalogue + Values + ColumnDdl + Triggers + JoinTableLoad + Send + Sync
+{
 }
 
 /// Whether `sql` creates or drops a trigger (the scripts' other statements define routines
@@ -302,7 +323,7 @@ pub fn of(backend: DbBackend) -> &'static dyn Backend {
 }
 
 /// Says in the log when the server is a node of a cluster the migration treats differently
-/// ([`Backend::cluster_note`]).
+/// ([`Catalogue::cluster_note`]).
 pub async fn log_cluster_note<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     let Some((query, note)) = of(conn.get_database_backend()).cluster_note() else {
         return Ok(());

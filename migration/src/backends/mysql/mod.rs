@@ -7,7 +7,10 @@ mod sync;
 
 use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement};
 
-use super::{Backend, ConstraintStep, SyncTarget, foreign_key_name};
+use super::{
+    Catalogue, ColumnDdl, ConstraintStep, JoinTableLoad, SyncTarget, Triggers, Values,
+    foreign_key_name,
+};
 use crate::backends::column_decl::ColumnDecl;
 use crate::ids::StoredId;
 use crate::tables::{
@@ -16,7 +19,7 @@ use crate::tables::{
 
 pub struct MySql;
 
-impl Backend for MySql {
+impl Catalogue for MySql {
     /// Galera (`wsrep_on`).
     fn cluster_note(&self) -> Option<(Statement, &'static str)> {
         let query = Statement::from_string(
@@ -60,10 +63,79 @@ impl Backend for MySql {
         )
     }
 
+    fn trigger_exists(&self, name: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "SELECT 1 FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() \
+             AND EVENT_OBJECT_TABLE = ? AND TRIGGER_NAME = ?",
+            [DEPLOYMENT.into(), name.into()],
+        )
+    }
+
+    fn missing_privileges(&self) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "SELECT CONCAT(needed.p, ' on database ', DATABASE()) FROM ( \
+               SELECT 'SELECT' AS p UNION ALL SELECT 'INSERT' UNION ALL SELECT 'UPDATE' \
+               UNION ALL SELECT 'DELETE' UNION ALL SELECT 'CREATE' UNION ALL SELECT 'DROP' \
+               UNION ALL SELECT 'ALTER' UNION ALL SELECT 'INDEX' UNION ALL SELECT 'REFERENCES' \
+               UNION ALL SELECT 'TRIGGER' ) AS needed, \
+               (SELECT CONCAT(CHAR(39), SUBSTRING_INDEX(CURRENT_USER(), '@', 1), CHAR(39), \
+                  '@', CHAR(39), SUBSTRING_INDEX(CURRENT_USER(), '@', -1), CHAR(39)) \
+                AS grantee, \
+                CONCAT(CHAR(39), CURRENT_ROLE(), CHAR(39), '@', CHAR(39), CHAR(39)) AS role) AS me \
+             WHERE NOT EXISTS (SELECT 1 FROM information_schema.USER_PRIVILEGES u \
+                 WHERE u.GRANTEE IN (me.grantee, me.role) AND u.PRIVILEGE_TYPE = needed.p) \
+               AND NOT EXISTS (SELECT 1 FROM information_schema.SCHEMA_PRIVILEGES d \
+                 WHERE d.GRANTEE IN (me.grantee, me.role) AND d.TABLE_SCHEMA = DATABASE() \
+                   AND d.PRIVILEGE_TYPE = needed.p) \
+               AND NOT EXISTS (SELECT 1 FROM information_schema.TABLE_PRIVILEGES t \
+                 WHERE t.GRANTEE IN (me.grantee, me.role) AND t.TABLE_SCHEMA = DATABASE() \
+                   AND t.TABLE_NAME = ? AND t.PRIVILEGE_TYPE = needed.p) \
+             ORDER BY 1",
+            [DEPLOYMENT.into()],
+        )
+    }
+
+    fn tables(&self) -> Statement {
+        Statement::from_string(
+            DbBackend::MySql,
+            "SELECT TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
+        )
+    }
+
+    fn declared_type(&self, table: &str, column: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "SELECT CONCAT_WS(' ', COLUMN_TYPE, \
+                CONCAT('CHARACTER SET ', CHARACTER_SET_NAME), CONCAT('COLLATE ', COLLATION_NAME)) \
+             FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+            [table.into(), column.into()],
+        )
+    }
+}
+
+impl Values for MySql {
     fn json_type(&self) -> &'static str {
         "json"
     }
 
+    /// BINARY(16) comes back as 16 bytes; CHAR/VARCHAR/UUID columns as text, which is bound
+    /// back as text so comparisons use the column's collation.
+    fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {
+        let bytes = row.try_get_by_index::<Option<Vec<u8>>>(*index)?;
+        *index += 1;
+        Ok(bytes.map(|bytes| match String::from_utf8(bytes) {
+            Ok(text) if text.len() != 16 => StoredId::Text(text),
+            Ok(text) => StoredId::Bytes(text.into_bytes()),
+            Err(not_text) => StoredId::Bytes(not_text.into_bytes()),
+        }))
+    }
+}
+
+impl ColumnDdl for MySql {
     /// Adding a foreign key copies the table unless foreign keys are not checked; every
     /// row of a new column is NULL, so there is nothing to check.
     fn add_legacy_column(&self, column: &ColumnDecl) -> Vec<String> {
@@ -115,7 +187,9 @@ impl Backend for MySql {
             ..Default::default()
         }]
     }
+}
 
+impl Triggers for MySql {
     fn capture_triggers(&self) -> Vec<String> {
         let pending = PENDING_TABLE;
         vec![
@@ -167,15 +241,6 @@ impl Backend for MySql {
         Some(sync::routines_in_place(target))
     }
 
-    fn trigger_exists(&self, name: &str) -> Statement {
-        Statement::from_sql_and_values(
-            DbBackend::MySql,
-            "SELECT 1 FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() \
-             AND EVENT_OBJECT_TABLE = ? AND TRIGGER_NAME = ?",
-            [DEPLOYMENT.into(), name.into()],
-        )
-    }
-
     fn remove_sync_triggers(&self, _target: &SyncTarget) -> Vec<String> {
         sync::remove()
     }
@@ -196,40 +261,9 @@ impl Backend for MySql {
     fn session_reset(&self) -> Vec<Statement> {
         self.sync_unguard()
     }
+}
 
-    fn missing_privileges(&self) -> Statement {
-        Statement::from_sql_and_values(
-            DbBackend::MySql,
-            "SELECT CONCAT(needed.p, ' on database ', DATABASE()) FROM ( \
-               SELECT 'SELECT' AS p UNION ALL SELECT 'INSERT' UNION ALL SELECT 'UPDATE' \
-               UNION ALL SELECT 'DELETE' UNION ALL SELECT 'CREATE' UNION ALL SELECT 'DROP' \
-               UNION ALL SELECT 'ALTER' UNION ALL SELECT 'INDEX' UNION ALL SELECT 'REFERENCES' \
-               UNION ALL SELECT 'TRIGGER' ) AS needed, \
-               (SELECT CONCAT(CHAR(39), SUBSTRING_INDEX(CURRENT_USER(), '@', 1), CHAR(39), \
-                  '@', CHAR(39), SUBSTRING_INDEX(CURRENT_USER(), '@', -1), CHAR(39)) \
-                AS grantee, \
-                CONCAT(CHAR(39), CURRENT_ROLE(), CHAR(39), '@', CHAR(39), CHAR(39)) AS role) AS me \
-             WHERE NOT EXISTS (SELECT 1 FROM information_schema.USER_PRIVILEGES u \
-                 WHERE u.GRANTEE IN (me.grantee, me.role) AND u.PRIVILEGE_TYPE = needed.p) \
-               AND NOT EXISTS (SELECT 1 FROM information_schema.SCHEMA_PRIVILEGES d \
-                 WHERE d.GRANTEE IN (me.grantee, me.role) AND d.TABLE_SCHEMA = DATABASE() \
-                   AND d.PRIVILEGE_TYPE = needed.p) \
-               AND NOT EXISTS (SELECT 1 FROM information_schema.TABLE_PRIVILEGES t \
-                 WHERE t.GRANTEE IN (me.grantee, me.role) AND t.TABLE_SCHEMA = DATABASE() \
-                   AND t.TABLE_NAME = ? AND t.PRIVILEGE_TYPE = needed.p) \
-             ORDER BY 1",
-            [DEPLOYMENT.into()],
-        )
-    }
-
-    fn tables(&self) -> Statement {
-        Statement::from_string(
-            DbBackend::MySql,
-            "SELECT TABLE_NAME FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
-        )
-    }
-
+impl JoinTableLoad for MySql {
     fn locks_page_rows(&self) -> bool {
         true
     }
@@ -238,29 +272,6 @@ impl Backend for MySql {
     /// written can stall the appliers (seen here on MariaDB 10.11 with two applier threads).
     fn index_inside_create_table(&self) -> bool {
         true
-    }
-
-    /// BINARY(16) comes back as 16 bytes; CHAR/VARCHAR/UUID columns as text, which is bound
-    /// back as text so comparisons use the column's collation.
-    fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {
-        let bytes = row.try_get_by_index::<Option<Vec<u8>>>(*index)?;
-        *index += 1;
-        Ok(bytes.map(|bytes| match String::from_utf8(bytes) {
-            Ok(text) if text.len() != 16 => StoredId::Text(text),
-            Ok(text) => StoredId::Bytes(text.into_bytes()),
-            Err(not_text) => StoredId::Bytes(not_text.into_bytes()),
-        }))
-    }
-
-    fn declared_type(&self, table: &str, column: &str) -> Statement {
-        Statement::from_sql_and_values(
-            DbBackend::MySql,
-            "SELECT CONCAT_WS(' ', COLUMN_TYPE, \
-                CONCAT('CHARACTER SET ', CHARACTER_SET_NAME), CONCAT('COLLATE ', COLLATION_NAME)) \
-             FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?",
-            [table.into(), column.into()],
-        )
     }
 }
 

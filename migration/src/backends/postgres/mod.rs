@@ -7,7 +7,10 @@ use sea_orm_migration::prelude::{Alias, Expr, Func};
 use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement};
 use uuid::Uuid;
 
-use super::{Backend, ConstraintStep, SyncTarget, TableLock, foreign_key_name};
+use super::{
+    Catalogue, ColumnDdl, ConstraintStep, JoinTableLoad, SyncTarget, TableLock, Triggers, Values,
+    foreign_key_name,
+};
 use crate::backends::column_decl::ColumnDecl;
 use crate::ids::StoredId;
 use crate::tables::{
@@ -17,12 +20,7 @@ use crate::tables::{
 
 pub struct Postgres;
 
-impl Backend for Postgres {
-    /// Built into PostgreSQL 13+, unlike `uuid_generate_v4()` from the uuid-ossp extension.
-    fn generated_id_default(&self) -> Option<&'static str> {
-        Some("gen_random_uuid()")
-    }
-
+impl Catalogue for Postgres {
     /// Ownership of `deployment` (its triggers and columns change), the right to create in
     /// the schema, and on `job_agent` what a foreign key to it and a lock on it take.
     fn legacy_column_definitions(&self) -> Statement {
@@ -53,10 +51,85 @@ impl Backend for Postgres {
         )
     }
 
+    fn trigger_exists(&self, name: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2",
+            [DEPLOYMENT.into(), name.into()],
+        )
+    }
+
+    fn current_schema(&self) -> Option<Statement> {
+        Some(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT quote_ident(current_schema())",
+        ))
+    }
+
+    fn missing_privileges(&self) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT needed FROM (VALUES \
+               ('owner of table ' || $1 || ' (its triggers and columns change)', \
+                pg_has_role((SELECT relowner FROM pg_class \
+                             WHERE oid = to_regclass($1)), 'USAGE')), \
+               ('CREATE on schema ' || current_schema(), \
+                has_schema_privilege(current_schema(), 'CREATE')), \
+               ('SELECT on table ' || $2, \
+                has_table_privilege(to_regclass($2), 'SELECT')), \
+               ('REFERENCES on table ' || $2 || ' (for the join table foreign key)', \
+                has_table_privilege(to_regclass($2), 'REFERENCES')), \
+               ('UPDATE on table ' || $2 || ' (to lock it while its keys change)', \
+                has_table_privilege(to_regclass($2), 'UPDATE')) \
+             ) AS privilege(needed, granted) WHERE NOT granted",
+            [DEPLOYMENT.into(), JOB_AGENT.into()],
+        )
+    }
+
+    fn tables(&self) -> Statement {
+        Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT CAST(tablename AS text) FROM pg_tables \
+             WHERE schemaname = current_schema() ORDER BY 1",
+        )
+    }
+
+    fn declared_type(&self, table: &str, column: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
+            [table.into(), column.into()],
+        )
+    }
+}
+
+impl Values for Postgres {
+    /// Built into PostgreSQL 13+, unlike `uuid_generate_v4()` from the uuid-ossp extension.
+    fn generated_id_default(&self) -> Option<&'static str> {
+        Some("gen_random_uuid()")
+    }
+
     fn json_type(&self) -> &'static str {
         "jsonb"
     }
 
+    fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {
+        let id = row.try_get_by_index::<Option<Uuid>>(*index)?;
+        *index += 1;
+        Ok(id.map(StoredId::Uuid))
+    }
+
+    fn select_json_text(&self, column: Expr) -> Expr {
+        Func::cast_as(column, Alias::new("text")).into()
+    }
+
+    fn json_value(&self, text: String) -> Expr {
+        Func::cast_as(Expr::val(text), Alias::new("jsonb")).into()
+    }
+}
+
+impl ColumnDdl for Postgres {
     /// The foreign key is added `NOT VALID` (no scan); it is checked for new rows at once
     /// and validated, without blocking writers, once the column is filled.
     fn add_legacy_column(&self, column: &ColumnDecl) -> Vec<String> {
@@ -141,7 +214,9 @@ impl Backend for Postgres {
         }
         steps
     }
+}
 
+impl Triggers for Postgres {
     fn capture_triggers(&self) -> Vec<String> {
         let pending = PENDING_TABLE;
         let (function, update) = (CAPTURE_FUNCTION, CAPTURE_UPDATE_TRIGGER);
@@ -202,14 +277,6 @@ impl Backend for Postgres {
         vec![sync::install(target)]
     }
 
-    fn trigger_exists(&self, name: &str) -> Statement {
-        Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2",
-            [DEPLOYMENT.into(), name.into()],
-        )
-    }
-
     fn remove_sync_triggers(&self, target: &SyncTarget) -> Vec<String> {
         sync::remove(&target.schema)
     }
@@ -222,42 +289,9 @@ impl Backend for Postgres {
             [sync::guard().into()],
         )]
     }
+}
 
-    fn current_schema(&self) -> Option<Statement> {
-        Some(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT quote_ident(current_schema())",
-        ))
-    }
-
-    fn missing_privileges(&self) -> Statement {
-        Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT needed FROM (VALUES \
-               ('owner of table ' || $1 || ' (its triggers and columns change)', \
-                pg_has_role((SELECT relowner FROM pg_class \
-                             WHERE oid = to_regclass($1)), 'USAGE')), \
-               ('CREATE on schema ' || current_schema(), \
-                has_schema_privilege(current_schema(), 'CREATE')), \
-               ('SELECT on table ' || $2, \
-                has_table_privilege(to_regclass($2), 'SELECT')), \
-               ('REFERENCES on table ' || $2 || ' (for the join table foreign key)', \
-                has_table_privilege(to_regclass($2), 'REFERENCES')), \
-               ('UPDATE on table ' || $2 || ' (to lock it while its keys change)', \
-                has_table_privilege(to_regclass($2), 'UPDATE')) \
-             ) AS privilege(needed, granted) WHERE NOT granted",
-            [DEPLOYMENT.into(), JOB_AGENT.into()],
-        )
-    }
-
-    fn tables(&self) -> Statement {
-        Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT CAST(tablename AS text) FROM pg_tables \
-             WHERE schemaname = current_schema() ORDER BY 1",
-        )
-    }
-
+impl JoinTableLoad for Postgres {
     fn join_table_starts_bare(&self) -> bool {
         true
     }
@@ -318,29 +352,6 @@ impl Backend for Postgres {
                 ..Default::default()
             },
         ]
-    }
-
-    fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {
-        let id = row.try_get_by_index::<Option<Uuid>>(*index)?;
-        *index += 1;
-        Ok(id.map(StoredId::Uuid))
-    }
-
-    fn select_json_text(&self, column: Expr) -> Expr {
-        Func::cast_as(column, Alias::new("text")).into()
-    }
-
-    fn json_value(&self, text: String) -> Expr {
-        Func::cast_as(Expr::val(text), Alias::new("jsonb")).into()
-    }
-
-    fn declared_type(&self, table: &str, column: &str) -> Statement {
-        Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-             WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
-            [table.into(), column.into()],
-        )
     }
 }
 

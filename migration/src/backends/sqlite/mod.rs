@@ -8,7 +8,7 @@ mod table_sql;
 use sea_orm_migration::prelude::{Alias, Expr, Func};
 use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement};
 
-use super::{Backend, ConstraintStep, SyncTarget};
+use super::{Catalogue, ColumnDdl, ConstraintStep, JoinTableLoad, SyncTarget, Triggers, Values};
 use crate::backends::column_decl::ColumnDecl;
 use crate::ids::StoredId;
 use crate::tables::{
@@ -18,7 +18,7 @@ use crate::tables::{
 
 pub struct Sqlite;
 
-impl Backend for Sqlite {
+impl Catalogue for Sqlite {
     fn legacy_column_definitions(&self) -> Statement {
         Statement::from_sql_and_values(
             DbBackend::Sqlite,
@@ -46,10 +46,64 @@ impl Backend for Sqlite {
         (!written.is_empty()).then(|| written.join(" "))
     }
 
+    fn trigger_exists(&self, name: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? AND name = ?",
+            [DEPLOYMENT.into(), name.into()],
+        )
+    }
+
+    fn missing_privileges(&self) -> Statement {
+        Statement::from_string(DbBackend::Sqlite, "SELECT '' WHERE 0")
+    }
+
+    fn tables(&self) -> Statement {
+        Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT name FROM sqlite_master \
+             WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY 1",
+        )
+    }
+
+    fn declared_type(&self, table: &str, column: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "SELECT type FROM pragma_table_info(?) WHERE name = ?",
+            [table.into(), column.into()],
+        )
+    }
+}
+
+impl Values for Sqlite {
     fn json_type(&self) -> &'static str {
         "json_text"
     }
 
+    /// Ids may be text or blobs in the same column: their storage class is read too.
+    fn select_id(&self, column: Expr) -> Vec<Expr> {
+        vec![
+            Func::cust(Alias::new("typeof")).arg(column.clone()).into(),
+            Func::cast_as(column, Alias::new("BLOB")).into(),
+        ]
+    }
+
+    fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {
+        let storage: String = row.try_get_by_index(*index)?;
+        let bytes: Option<Vec<u8>> = row.try_get_by_index(*index + 1)?;
+        *index += 2;
+        Ok(bytes.map(|bytes| match storage.as_str() {
+            "blob" => StoredId::Bytes(bytes),
+            _ => StoredId::Text(String::from_utf8_lossy(&bytes).into_owned()),
+        }))
+    }
+
+    fn select_json_text(&self, column: Expr) -> Expr {
+        Func::cast_as(column, Alias::new("TEXT")).into()
+    }
+}
+
+impl ColumnDdl for Sqlite {
     /// SQLite adds a foreign key only inline with its column.
     fn add_legacy_column(&self, column: &ColumnDecl) -> Vec<String> {
         let mut sql = format!(
@@ -73,7 +127,9 @@ impl Backend for Sqlite {
     fn restore_constraints(&self, _column: &ColumnDecl) -> Vec<ConstraintStep> {
         vec![]
     }
+}
 
+impl Triggers for Sqlite {
     fn capture_triggers(&self) -> Vec<String> {
         let pending = PENDING_TABLE;
         vec![
@@ -111,14 +167,6 @@ impl Backend for Sqlite {
         sync::install()
     }
 
-    fn trigger_exists(&self, name: &str) -> Statement {
-        Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? AND name = ?",
-            [DEPLOYMENT.into(), name.into()],
-        )
-    }
-
     fn remove_sync_triggers(&self, _target: &SyncTarget) -> Vec<String> {
         sync::remove()
     }
@@ -141,30 +189,12 @@ impl Backend for Sqlite {
         let sql = format!("DELETE FROM {}", sync::guard());
         vec![Statement::from_string(DbBackend::Sqlite, sql)]
     }
+}
 
-    fn missing_privileges(&self) -> Statement {
-        Statement::from_string(DbBackend::Sqlite, "SELECT '' WHERE 0")
-    }
-
-    fn tables(&self) -> Statement {
-        Statement::from_string(
-            DbBackend::Sqlite,
-            "SELECT name FROM sqlite_master \
-             WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY 1",
-        )
-    }
-
-    /// Ids may be text or blobs in the same column: their storage class is read too.
-    fn select_id(&self, column: Expr) -> Vec<Expr> {
-        vec![
-            Func::cust(Alias::new("typeof")).arg(column.clone()).into(),
-            Func::cast_as(column, Alias::new("BLOB")).into(),
-        ]
-    }
-
+impl JoinTableLoad for Sqlite {
     /// Only this connection stops checking: another writer's deletes still cascade, and each
     /// batch reads and writes in one write transaction, so no link can lose its parent in
-    /// between. Every link is checked afterwards ([`Backend::links_breaking_keys`]).
+    /// between. Every link is checked afterwards ([`JoinTableLoad::links_breaking_keys`]).
     fn load_without_checks(&self) -> Vec<String> {
         vec![
             "PRAGMA foreign_keys = OFF".to_owned(),
@@ -191,28 +221,6 @@ impl Backend for Sqlite {
             sql,
             [JOIN_TABLE.into()],
         ))
-    }
-
-    fn read_id(&self, row: &QueryResult, index: &mut usize) -> Result<Option<StoredId>, DbErr> {
-        let storage: String = row.try_get_by_index(*index)?;
-        let bytes: Option<Vec<u8>> = row.try_get_by_index(*index + 1)?;
-        *index += 2;
-        Ok(bytes.map(|bytes| match storage.as_str() {
-            "blob" => StoredId::Bytes(bytes),
-            _ => StoredId::Text(String::from_utf8_lossy(&bytes).into_owned()),
-        }))
-    }
-
-    fn select_json_text(&self, column: Expr) -> Expr {
-        Func::cast_as(column, Alias::new("TEXT")).into()
-    }
-
-    fn declared_type(&self, table: &str, column: &str) -> Statement {
-        Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            "SELECT type FROM pragma_table_info(?) WHERE name = ?",
-            [table.into(), column.into()],
-        )
     }
 }
 
