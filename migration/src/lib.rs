@@ -45,7 +45,9 @@ use sea_orm_migration::sea_orm::DatabaseExecutor;
 
 use online_migration::context::Context;
 
-use migrator_lock::steps::{Steps, reborrow};
+use online_migration::migrator_lock::steps::{Steps, reborrow};
+use online_migration::migrator_lock::{self, Held};
+use tables::LEDGER;
 
 // The engine's modules that a caller of the migrations uses keep their paths here
 // (`migration::settings`, …).
@@ -65,10 +67,8 @@ mod m20261125_000001_create_legacy_baseline;
 mod m20261125_000002_create_deployment_job_agent;
 mod m20261125_000003_backfill_deployment_job_agent;
 mod m20261125_000004_drop_legacy_job_agent_columns;
-mod migrator_lock;
-pub use migrator_lock::{Holder, migrator_lock_holder};
+pub use online_migration::migrator_lock::Holder;
 mod ownership;
-pub mod phase;
 pub mod privileges;
 mod refill;
 mod retire;
@@ -133,7 +133,7 @@ pub struct Configured {
 
 impl Configured {
     /// The migrations of this run, reporting their steps to the lock `held`.
-    fn steps(&self, held: std::sync::Arc<migrator_lock::Held>) -> Steps {
+    fn steps(&self, held: std::sync::Arc<Held>) -> Steps {
         let context = self.context.clone();
         Steps::new(
             Box::new(move || migrations(&context)),
@@ -149,7 +149,7 @@ impl Configured {
     {
         let db = db.into_database_executor();
         let db = &db;
-        migrator_lock::run(&self.context, db, |held, waited_for| async move {
+        migrator_lock::run(&self.context, &LEDGER, db, |held, waited_for| async move {
             explain_the_phase(db).await?;
             let migrator = self.steps(held);
             if let Some(holder) = waited_for
@@ -215,7 +215,7 @@ impl Configured {
         F: AsyncFnOnce(&Steps, DatabaseExecutor<'_>) -> Result<(), DbErr>,
     {
         let db = &db;
-        migrator_lock::run(&self.context, db, |held, _| async move {
+        migrator_lock::run(&self.context, &LEDGER, db, |held, _| async move {
             explain_the_phase(db).await?;
             command(&self.steps(held), reborrow(db)).await
         })
@@ -223,11 +223,12 @@ impl Configured {
     }
 }
 
-/// Holds the phase record against `seaql_migrations` (see [`phase::reconcile`](crate::phase))
+/// Holds the phase record against `seaql_migrations` (see [`phase`])
 /// and says what it found.
 async fn explain_the_phase(db: &DatabaseExecutor<'_>) -> Result<(), DbErr> {
     let manager = SchemaManager::new(reborrow(db));
-    for line in phase::reconcile(&manager, tables::DEPLOYMENT).await? {
+    let phase = online_migration::phase::reconcile(&manager, &LEDGER, tables::DEPLOYMENT);
+    for line in phase.await? {
         tracing::warn!("{line}");
     }
     Ok(())
@@ -276,5 +277,51 @@ impl MigratorTrait for Migrator {
         C: IntoSchemaManagerConnection<'c>,
     {
         Migrator::with(Context::from_env()?).reset(db).await
+    }
+}
+
+/// Who holds the migrator lock of `db` now, if anyone says so (`status` prints it).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sea_orm_migration::DbErr> {
+/// use migration::{Migrator, MigratorTrait};
+/// let db = sea_orm_migration::sea_orm::Database::connect("sqlite::memory:").await?;
+/// Migrator::up(&db, None).await?;
+/// // The run is over: nobody holds the lock.
+/// assert_eq!(migration::migrator_lock_holder(&db).await, None);
+/// # Ok(()) }
+/// ```
+pub async fn migrator_lock_holder(
+    db: &sea_orm_migration::sea_orm::DatabaseConnection,
+) -> Option<Holder> {
+    migrator_lock::migrator_lock_holder(db, &LEDGER).await
+}
+
+/// The phase record of these migrations (the engine's [`online_migration::phase`], on this
+/// change's table `deployment_job_agent_phase`): which step `deployment` is in, which way,
+/// how far, since when and by whom.
+///
+/// ```
+/// use migration::{Migrator, MigratorTrait};
+/// use sea_orm_migration::sea_orm::Database;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sea_orm_migration::DbErr> {
+/// let db = Database::connect("sqlite::memory:").await?;
+/// Migrator::up(&db, Some(2)).await?;
+/// let phase = &migration::phase::read(&db).await?[0];
+/// assert_eq!(phase.table, "deployment");
+/// assert_eq!(phase.step, "m20261125_000002_create_deployment_job_agent");
+/// assert_eq!((phase.direction.as_str(), phase.state.as_str()), ("up", "done"));
+/// # Ok(()) }
+/// ```
+pub mod phase {
+    pub use online_migration::phase::Phase;
+    use sea_orm_migration::{DbErr, IntoSchemaManagerConnection};
+
+    /// Every table's row; none where nothing was recorded yet.
+    pub async fn read<'c>(db: impl IntoSchemaManagerConnection<'c>) -> Result<Vec<Phase>, DbErr> {
+        online_migration::phase::read(db, &crate::tables::LEDGER).await
     }
 }

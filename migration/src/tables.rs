@@ -3,6 +3,7 @@
 //! The migrations never import the `entity` crate: they must mean the same thing forever,
 //! whatever the entities become. These identifiers are the only shared vocabulary.
 
+use online_migration::ledger::Ledger;
 use sea_orm_migration::prelude::*;
 
 /// The tables' names as text, for statements written out in full (triggers, table locks,
@@ -196,46 +197,15 @@ pub enum CreatedTable {
     TableName,
 }
 
-/// Who holds the migrator lock (see `migrator_lock`): one row, named `migrate`.
-#[derive(DeriveIden, Clone, Copy)]
-pub enum MigratorLock {
-    #[sea_orm(iden = "deployment_job_agent_migrator")]
-    Table,
-    Name,
-    /// A token of the holding run, none when nobody holds the lock.
-    Owner,
-    Host,
-    Pid,
-    Step,
-    Since,
-    /// MariaDB: when the lease lapses, in the server's clock (milliseconds since 1970).
-    LeaseUntil,
-    /// MariaDB: the server (`host:port`) the holder's session is on.
-    Node,
-}
-
-/// Which step each table is in (see `phase`): one row per table the migrations change.
-#[derive(DeriveIden, Clone, Copy)]
-pub enum PhaseRecord {
-    #[sea_orm(iden = "deployment_job_agent_phase")]
-    Table,
-    /// The table the step changes.
-    TableName,
-    /// The migration's name.
-    Step,
-    /// `up` or `down`.
-    Direction,
-    /// `running`, `done` or `failed`.
-    State,
-    /// How far a batched step got (its last key done), as text.
-    Progress,
-    /// The error a failed step ended with.
-    Error,
-    StartedAt,
-    FinishedAt,
-    Host,
-    Pid,
-}
+/// Where these migrations keep their own records (the engine's lock and phase record).
+/// They outlive any version of this code: migrators of a rolling deploy agree on them.
+pub const LEDGER: Ledger = Ledger {
+    lock_table: "deployment_job_agent_migrator",
+    phase_table: "deployment_job_agent_phase",
+    // "dja_migr" in ASCII.
+    advisory_key: 0x646a_615f_6d69_6772,
+    server_lock_name: "deployment_job_agent_migrator",
+};
 
 /// Tables whose rows are the migration's own bookkeeping, never an operator's data: the
 /// migrator's list of applied migrations, the record of the tables the migrations created, the
@@ -268,7 +238,7 @@ mod tests {
         assert_eq!(CreatedTable::Table.to_string(), BOOKKEEPING_TABLES[1]);
         assert_eq!(LegacyColumnRecord::Table.to_string(), BOOKKEEPING_TABLES[2]);
         assert_eq!(BackfillProgress::Table.to_string(), BOOKKEEPING_TABLES[4]);
-        assert_eq!(MigratorLock::Table.to_string(), BOOKKEEPING_TABLES[5]);
-        assert_eq!(PhaseRecord::Table.to_string(), BOOKKEEPING_TABLES[6]);
+        assert_eq!(LEDGER.lock_table, BOOKKEEPING_TABLES[5]);
+        assert_eq!(LEDGER.phase_table, BOOKKEEPING_TABLES[6]);
     }
 }

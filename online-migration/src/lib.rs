@@ -37,7 +37,10 @@
 
 pub mod backends;
 pub mod context;
+pub mod ledger;
 pub mod locks;
+pub mod migrator_lock;
+pub mod phase;
 pub mod replicas;
 pub mod runtime;
 pub mod settings;

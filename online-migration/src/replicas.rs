@@ -42,7 +42,7 @@ use crate::stop::Stop;
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use migration::replicas::LagClock;
+/// use online_migration::replicas::LagClock;
 ///
 /// let start = Instant::now();
 /// let mut clock = LagClock::default();
@@ -335,7 +335,7 @@ impl ReplayRate {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use migration::replicas::ReplayRate;
+    /// use online_migration::replicas::ReplayRate;
     ///
     /// let t = Instant::now();
     /// let at = |s| t + Duration::from_secs(s);

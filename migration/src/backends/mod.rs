@@ -18,7 +18,7 @@ use sea_orm_migration::sea_orm::{DbBackend, DbErr, QueryResult, Statement};
 
 use crate::ids::StoredId;
 use column_decl::ColumnDecl;
-pub use online_migration::backends::{ConstraintStep, TableLock, contention, database_error};
+pub use online_migration::backends::{ConstraintStep, TableLock};
 
 /// What the expand phase's triggers are generated for: where the tables are, and how the
 /// ids and legacy columns are declared (the triggers' SQL names these types).

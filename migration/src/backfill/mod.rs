@@ -30,7 +30,7 @@ use sea_orm_migration::sea_orm::{
 };
 
 use crate::backends;
-use crate::tables::{DEPLOYMENT, Deployment, LegacyNames};
+use crate::tables::{DEPLOYMENT, Deployment, LEDGER, LegacyNames};
 use online_migration::context::Context;
 use online_migration::locks::with_lock_retries;
 use online_migration::replicas::Throttle;
@@ -176,7 +176,7 @@ where
                 if let Some(last) = batch.last() {
                     resume::record(txn, &last.id).await?;
                     let walked = format!("backfill: walked up to deployment {}", last.id.key());
-                    crate::phase::progressed(txn, DEPLOYMENT, &walked).await?;
+                    online_migration::phase::progressed(txn, &LEDGER, DEPLOYMENT, &walked).await?;
                 }
                 crate::fault::crash_point!("backfill: batch written, not committed");
                 Ok(batch.last().map(|last| (last.id.clone(), written)))

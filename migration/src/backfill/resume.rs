@@ -55,7 +55,7 @@ pub async fn prepare<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
     conn.execute(&table).await?;
     // Each batch says how far it got there too (a backfill run outside the migrator
     // finds no row to update).
-    crate::phase::create_table(conn).await
+    online_migration::phase::create_table(conn, &crate::tables::LEDGER).await
 }
 
 /// Records `last` as walked, in the transaction that commits its batch.

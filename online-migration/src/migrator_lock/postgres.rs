@@ -7,19 +7,20 @@ use sea_orm_migration::sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseExecutor, Statement,
 };
 
-/// The advisory lock's key: "dja_migr" in ASCII. Advisory locks are per database.
-const KEY: i64 = 0x646a_615f_6d69_6772;
-
 /// The session that holds the lock.
 pub(super) struct Session(sqlx::PgConnection);
 
 impl Session {
     /// One attempt on a session of its own; `None` while another session holds it.
-    pub(super) async fn try_lock(db: &DatabaseConnection) -> Result<Option<Session>, DbErr> {
+    /// `key`: the migration's advisory lock ([`crate::ledger::Ledger::advisory_key`]).
+    pub(super) async fn try_lock(
+        db: &DatabaseConnection,
+        key: i64,
+    ) -> Result<Option<Session>, DbErr> {
         let pool = db.get_postgres_connection_pool();
         let mut conn = pool.acquire().await.map_err(lock_error)?.detach();
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(KEY)
+            .bind(key)
             .fetch_one(&mut conn)
             .await
             .map_err(lock_error)?;
@@ -39,11 +40,14 @@ impl Session {
 }
 
 /// Inside a transaction the caller passed: the transaction holds the lock until it ends.
-pub(super) async fn try_lock_in_transaction(db: &DatabaseExecutor<'_>) -> Result<bool, DbErr> {
+pub(super) async fn try_lock_in_transaction(
+    db: &DatabaseExecutor<'_>,
+    key: i64,
+) -> Result<bool, DbErr> {
     let statement = Statement::from_sql_and_values(
         db.get_database_backend(),
         "SELECT pg_try_advisory_xact_lock($1)",
-        [KEY.into()],
+        [key.into()],
     );
     let row = db.query_one_raw(statement).await?;
     let row = row.ok_or_else(|| DbErr::Migration("pg_try_advisory_xact_lock: no row".into()))?;

@@ -13,17 +13,27 @@
 //! ([`read`]).
 //!
 //! ```
-//! use migration::{Migrator, MigratorTrait};
+//! use online_migration::ledger::Ledger;
+//! use online_migration::phase;
 //! use sea_orm_migration::sea_orm::Database;
 //!
+//! const LEDGER: Ledger = Ledger {
+//!     lock_table: "split_migrator",
+//!     phase_table: "split_phase",
+//!     advisory_key: 1,
+//!     server_lock_name: "split_migrator",
+//! };
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), sea_orm_migration::DbErr> {
 //! let db = Database::connect("sqlite::memory:").await?;
-//! Migrator::up(&db, Some(2)).await?;
-//! let phase = &migration::phase::read(&db).await?[0];
-//! assert_eq!(phase.table, "deployment");
-//! assert_eq!(phase.step, "m20261125_000002_create_deployment_job_agent");
-//! assert_eq!((phase.direction.as_str(), phase.state.as_str()), ("up", "done"));
+//! phase::began(&db, &LEDGER, "account", "m2_split_names", "up").await?;
+//! phase::progressed(&db, &LEDGER, "account", "walked up to account 42").await?;
+//! let now = &phase::read(&db, &LEDGER).await?[0];
+//! assert_eq!((now.table.as_str(), now.step.as_str()), ("account", "m2_split_names"));
+//! assert_eq!(now.state, "running");
+//! assert_eq!(now.progress.as_deref(), Some("walked up to account 42"));
+//! phase::ended(&db, &LEDGER, "account").await?;
+//! assert_eq!(phase::read(&db, &LEDGER).await?[0].state, "done");
 //! # Ok(()) }
 //! ```
 
@@ -32,8 +42,29 @@ use std::fmt;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, QueryResult};
 
-use crate::tables::PhaseRecord;
-use online_migration::this_process;
+use crate::ledger::Ledger;
+use crate::this_process;
+
+/// The record's columns (its table is the migration's: [`Ledger::phase_table`]).
+#[derive(DeriveIden, Clone, Copy)]
+enum PhaseRecord {
+    /// The table the step changes.
+    TableName,
+    /// The migration's name.
+    Step,
+    /// `up` or `down`.
+    Direction,
+    /// `running`, `done` or `failed`.
+    State,
+    /// How far a batched step got (its last key done), as text.
+    Progress,
+    /// The error a failed step ended with.
+    Error,
+    StartedAt,
+    FinishedAt,
+    Host,
+    Pid,
+}
 
 /// sea-orm-migration's own table (`seaql_migrations`).
 const MIGRATIONS_TABLE: &str = "seaql_migrations";
@@ -98,10 +129,10 @@ impl fmt::Display for Phase {
 }
 
 /// The record's table, when missing.
-pub(crate) async fn create_table<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+pub async fn create_table<C: ConnectionTrait>(db: &C, ledger: &Ledger) -> Result<(), DbErr> {
     let text = |column, len| ColumnDef::new(column).string_len(len).null().to_owned();
     let table = Table::create()
-        .table(PhaseRecord::Table)
+        .table(Alias::new(ledger.phase_table))
         .if_not_exists()
         .col(
             ColumnDef::new(PhaseRecord::TableName)
@@ -127,22 +158,23 @@ pub(crate) async fn create_table<C: ConnectionTrait>(db: &C) -> Result<(), DbErr
 }
 
 /// Drops the record (the end of `reset`: nothing of the migrations is left).
-pub(crate) async fn drop_table<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+pub async fn drop_table<C: ConnectionTrait>(db: &C, ledger: &Ledger) -> Result<(), DbErr> {
     let drop = Table::drop()
-        .table(PhaseRecord::Table)
+        .table(Alias::new(ledger.phase_table))
         .if_exists()
         .to_owned();
     db.execute(&drop).await.map(|_| ())
 }
 
 /// Records that this process begins `direction step` on `table`.
-pub(crate) async fn began<C: ConnectionTrait>(
+pub async fn began<C: ConnectionTrait>(
     db: &C,
+    ledger: &Ledger,
     table: &str,
     step: &str,
     direction: &str,
 ) -> Result<(), DbErr> {
-    create_table(db).await?;
+    create_table(db, ledger).await?;
     let row = [
         (PhaseRecord::Step, Expr::val(step)),
         (PhaseRecord::Direction, Expr::val(direction)),
@@ -154,21 +186,22 @@ pub(crate) async fn began<C: ConnectionTrait>(
         (PhaseRecord::Host, Expr::val(this_process::host_name())),
         (PhaseRecord::Pid, Expr::val(this_process::pid())),
     ];
-    replace(db, table, row).await
+    replace(db, ledger, table, row).await
 }
 
 /// Records that the step running on `table` finished.
-pub(crate) async fn ended<C: ConnectionTrait>(db: &C, table: &str) -> Result<(), DbErr> {
+pub async fn ended<C: ConnectionTrait>(db: &C, ledger: &Ledger, table: &str) -> Result<(), DbErr> {
     let values = [
         (PhaseRecord::State, Expr::val("done")),
         (PhaseRecord::FinishedAt, Expr::val(this_process::now())),
     ];
-    update(db, table, values).await
+    update(db, ledger, table, values).await
 }
 
 /// Records that the step running on `table` failed with `error`.
-pub(crate) async fn failed<C: ConnectionTrait>(
+pub async fn failed<C: ConnectionTrait>(
     db: &C,
+    ledger: &Ledger,
     table: &str,
     error: &DbErr,
 ) -> Result<(), DbErr> {
@@ -178,18 +211,19 @@ pub(crate) async fn failed<C: ConnectionTrait>(
         (PhaseRecord::Error, Expr::val(error)),
         (PhaseRecord::FinishedAt, Expr::val(this_process::now())),
     ];
-    update(db, table, values).await
+    update(db, ledger, table, values).await
 }
 
 /// Records how far the step running on `table` got, in the transaction that commits that
 /// far. Nothing when no step is recorded as running (a batched step called on its own).
-pub(crate) async fn progressed<C: ConnectionTrait>(
+pub async fn progressed<C: ConnectionTrait>(
     txn: &C,
+    ledger: &Ledger,
     table: &str,
     progress: &str,
 ) -> Result<(), DbErr> {
     let update = Query::update()
-        .table(PhaseRecord::Table)
+        .table(Alias::new(ledger.phase_table))
         .value(PhaseRecord::Progress, progress)
         .and_where(Expr::col(PhaseRecord::TableName).eq(table))
         .and_where(Expr::col(PhaseRecord::State).eq("running"))
@@ -198,12 +232,15 @@ pub(crate) async fn progressed<C: ConnectionTrait>(
 }
 
 /// Every table's row; none where nothing was recorded yet.
-pub async fn read<'c>(db: impl IntoSchemaManagerConnection<'c>) -> Result<Vec<Phase>, DbErr> {
-    read_in(&SchemaManager::new(db)).await
+pub async fn read<'c>(
+    db: impl IntoSchemaManagerConnection<'c>,
+    ledger: &Ledger,
+) -> Result<Vec<Phase>, DbErr> {
+    read_in(&SchemaManager::new(db), ledger).await
 }
 
-async fn read_in(manager: &SchemaManager<'_>) -> Result<Vec<Phase>, DbErr> {
-    if !manager.has_table(PhaseRecord::Table.to_string()).await? {
+async fn read_in(manager: &SchemaManager<'_>, ledger: &Ledger) -> Result<Vec<Phase>, DbErr> {
+    if !manager.has_table(ledger.phase_table).await? {
         return Ok(vec![]);
     }
     let db = manager.get_connection();
@@ -220,7 +257,7 @@ async fn read_in(manager: &SchemaManager<'_>) -> Result<Vec<Phase>, DbErr> {
             PhaseRecord::Host,
             PhaseRecord::Pid,
         ])
-        .from(PhaseRecord::Table)
+        .from(Alias::new(ledger.phase_table))
         .order_by(PhaseRecord::TableName, Order::Asc)
         .to_owned();
     let rows = db.query_all(&select).await?;
@@ -229,13 +266,14 @@ async fn read_in(manager: &SchemaManager<'_>) -> Result<Vec<Phase>, DbErr> {
 
 /// Holds `table`'s row against `seaql_migrations` at the start of a run, records what the
 /// row lacks, and returns what an operator should know, one line each.
-pub(crate) async fn reconcile(
+pub async fn reconcile(
     manager: &SchemaManager<'_>,
+    ledger: &Ledger,
     table: &str,
 ) -> Result<Vec<String>, DbErr> {
     let db = manager.get_connection();
     let applied = applied_migrations(manager).await?;
-    let phase = read_in(manager)
+    let phase = read_in(manager, ledger)
         .await?
         .into_iter()
         .find(|p| p.table == table);
@@ -243,7 +281,7 @@ pub(crate) async fn reconcile(
         let Some(last) = applied.last() else {
             return Ok(vec![]);
         };
-        recover(db, table, last).await?;
+        recover(db, ledger, table, last).await?;
         return Ok(vec![format!(
             "no phase record for {table}: this database was migrated before the record \
              existed; seaql_migrations says {last} is applied, recorded as done"
@@ -272,8 +310,13 @@ pub(crate) async fn reconcile(
 }
 
 /// A `done` row for `step`, from `seaql_migrations`: who applied it is not known.
-async fn recover<C: ConnectionTrait>(db: &C, table: &str, step: &str) -> Result<(), DbErr> {
-    create_table(db).await?;
+async fn recover<C: ConnectionTrait>(
+    db: &C,
+    ledger: &Ledger,
+    table: &str,
+    step: &str,
+) -> Result<(), DbErr> {
+    create_table(db, ledger).await?;
     let row = [
         (PhaseRecord::Step, Expr::val(step)),
         (PhaseRecord::Direction, Expr::val("up")),
@@ -285,7 +328,7 @@ async fn recover<C: ConnectionTrait>(db: &C, table: &str, step: &str) -> Result<
         (PhaseRecord::Host, null()),
         (PhaseRecord::Pid, Expr::val(Option::<i64>::None)),
     ];
-    replace(db, table, row).await
+    replace(db, ledger, table, row).await
 }
 
 /// The migrations `seaql_migrations` lists, in order; none before its first run.
@@ -306,11 +349,12 @@ async fn applied_migrations(manager: &SchemaManager<'_>) -> Result<Vec<String>, 
 /// `table`'s row replaced by `row` (delete, insert: the same on every backend).
 async fn replace<C: ConnectionTrait>(
     db: &C,
+    ledger: &Ledger,
     table: &str,
     row: [(PhaseRecord, SimpleExpr); 9],
 ) -> Result<(), DbErr> {
     let delete = Query::delete()
-        .from_table(PhaseRecord::Table)
+        .from_table(Alias::new(ledger.phase_table))
         .and_where(Expr::col(PhaseRecord::TableName).eq(table))
         .to_owned();
     db.execute(&delete).await?;
@@ -320,7 +364,7 @@ async fn replace<C: ConnectionTrait>(
         values.push(value);
     }
     let insert = Query::insert()
-        .into_table(PhaseRecord::Table)
+        .into_table(Alias::new(ledger.phase_table))
         .columns(columns)
         .values_panic(values)
         .to_owned();
@@ -329,11 +373,12 @@ async fn replace<C: ConnectionTrait>(
 
 async fn update<C: ConnectionTrait, const N: usize>(
     db: &C,
+    ledger: &Ledger,
     table: &str,
     values: [(PhaseRecord, SimpleExpr); N],
 ) -> Result<(), DbErr> {
     let update = Query::update()
-        .table(PhaseRecord::Table)
+        .table(Alias::new(ledger.phase_table))
         .values(values)
         .and_where(Expr::col(PhaseRecord::TableName).eq(table))
         .to_owned();

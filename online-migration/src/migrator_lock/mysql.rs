@@ -1,4 +1,4 @@
-//! MariaDB (and Galera): the lock is a lease on the row of `deployment_job_agent_migrator`,
+//! MariaDB (and Galera): the lock is a lease on the row of the ledger's lock table,
 //! claimed with one `UPDATE` that only succeeds on a free or lapsed row, and renewed while
 //! the work runs. On Galera two nodes claiming at once both update the row locally, and
 //! certification lets one commit: the other gets a deadlock error, and waits like any
@@ -18,11 +18,11 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::sqlx::{self, Connection};
 use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseExecutor};
 
-use super::holder::{self, LOCK_NAME};
+use super::holder::{self, LOCK_NAME, LockColumn};
 use crate::backends;
-use crate::tables::MigratorLock;
-use online_migration::runtime;
-use online_migration::settings::{Settings, format_duration};
+use crate::ledger::Ledger;
+use crate::runtime;
+use crate::settings::{Settings, format_duration};
 
 /// The server's clock, in milliseconds since 1970.
 fn now_ms() -> SimpleExpr {
@@ -48,17 +48,19 @@ pub(super) struct Session {
 
 impl Session {
     /// `GET_LOCK` without waiting.
-    pub(super) async fn try_lock(db: &DatabaseConnection) -> SessionLock {
+    pub(super) async fn try_lock(db: &DatabaseConnection, ledger: &Ledger) -> SessionLock {
         let pool = db.get_mysql_connection_pool();
         let Ok(conn) = pool.acquire().await else {
             return SessionLock::Unavailable;
         };
         let mut conn = conn.detach();
         // One lock name per database.
-        let sql = "SELECT GET_LOCK(CONCAT('deployment_job_agent_migrator.', DATABASE()), 0), \
+        let sql = "SELECT GET_LOCK(CONCAT(?, '.', DATABASE()), 0), \
                    CONCAT(@@hostname, ':', @@port)";
-        let locked: Result<(Option<i64>, String), _> =
-            sqlx::query_as(sql).fetch_one(&mut conn).await;
+        let locked: Result<(Option<i64>, String), _> = sqlx::query_as(sql)
+            .bind(ledger.server_lock_name)
+            .fetch_one(&mut conn)
+            .await;
         match locked {
             Ok((Some(1), node)) => SessionLock::Held(Session { conn, node }),
             Ok(_) => {
@@ -95,21 +97,24 @@ pub(super) enum Claim<'a> {
 /// total order, so waiting migrators must not issue any.
 pub(super) async fn try_claim(
     db: &DatabaseExecutor<'_>,
+    ledger: &Ledger,
     token: &str,
     lease: Duration,
     claim: Claim<'_>,
 ) -> Result<bool, DbErr> {
-    let update = claim_statement(token, lease, &claim);
+    let update = claim_statement(ledger, token, lease, &claim);
     let claimed = match db.execute(&update).await {
         Ok(result) if result.rows_affected() == 1 => return Ok(true),
-        Ok(_) if matches!(claim, Claim::Renew) || row_exists(db).await? => return Ok(false),
+        Ok(_) if matches!(claim, Claim::Renew) || row_exists(db, ledger).await? => {
+            return Ok(false);
+        }
         Ok(_) => {
-            add_row(db).await?;
+            add_row(db, ledger).await?;
             db.execute(&update).await
         }
         Err(error) if missing_table(&error) => {
-            holder::create_table(db).await?;
-            add_row(db).await?;
+            holder::create_table(db, ledger.lock_table).await?;
+            add_row(db, ledger).await?;
             db.execute(&update).await
         }
         Err(error) => Err(error),
@@ -124,52 +129,54 @@ pub(super) async fn try_claim(
     }
 }
 
-fn claim_statement(token: &str, lease: Duration, claim: &Claim<'_>) -> UpdateStatement {
+fn claim_statement(
+    ledger: &Ledger,
+    token: &str,
+    lease: Duration,
+    claim: &Claim<'_>,
+) -> UpdateStatement {
     let lease_ms = <i64 as TryFrom<u128>>::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    let mut values = vec![(MigratorLock::LeaseUntil, now_ms().add(lease_ms))];
-    let mut mine = Cond::any().add(Expr::col(MigratorLock::Owner).eq(token));
+    let mut values = vec![(LockColumn::LeaseUntil, now_ms().add(lease_ms))];
+    let mut mine = Cond::any().add(Expr::col(LockColumn::Owner).eq(token));
     if let Claim::New { session_node } = claim {
-        values.push((MigratorLock::Owner, Expr::val(token)));
-        values.push((
-            MigratorLock::Node,
-            Expr::val(session_node.map(str::to_owned)),
-        ));
-        values.push((MigratorLock::Step, Expr::val(Option::<String>::None)));
+        values.push((LockColumn::Owner, Expr::val(token)));
+        values.push((LockColumn::Node, Expr::val(session_node.map(str::to_owned))));
+        values.push((LockColumn::Step, Expr::val(Option::<String>::None)));
         values.extend(holder::this_process());
         mine = mine
-            .add(Expr::col(MigratorLock::Owner).is_null())
-            .add(Expr::col(MigratorLock::LeaseUntil).lt(now_ms()));
+            .add(Expr::col(LockColumn::Owner).is_null())
+            .add(Expr::col(LockColumn::LeaseUntil).lt(now_ms()));
         if let Some(node) = session_node {
             // This run holds GET_LOCK where the holder held it: the holder is gone.
-            mine = mine.add(Expr::col(MigratorLock::Node).eq(*node));
+            mine = mine.add(Expr::col(LockColumn::Node).eq(*node));
         }
     }
     Query::update()
-        .table(MigratorLock::Table)
+        .table(Alias::new(ledger.lock_table))
         .values(values)
-        .and_where(Expr::col(MigratorLock::Name).eq(LOCK_NAME))
+        .and_where(Expr::col(LockColumn::Name).eq(LOCK_NAME))
         .cond_where(mine)
         .to_owned()
 }
 
-async fn row_exists(db: &DatabaseExecutor<'_>) -> Result<bool, DbErr> {
+async fn row_exists(db: &DatabaseExecutor<'_>, ledger: &Ledger) -> Result<bool, DbErr> {
     let select = Query::select()
         .expr(Expr::val(1))
-        .from(MigratorLock::Table)
-        .and_where(Expr::col(MigratorLock::Name).eq(LOCK_NAME))
+        .from(Alias::new(ledger.lock_table))
+        .and_where(Expr::col(LockColumn::Name).eq(LOCK_NAME))
         .to_owned();
     Ok(db.query_one(&select).await?.is_some())
 }
 
 /// The row, free (`ON DUPLICATE KEY UPDATE name = name`: another migrator may add it first).
-async fn add_row(db: &DatabaseExecutor<'_>) -> Result<(), DbErr> {
+async fn add_row(db: &DatabaseExecutor<'_>, ledger: &Ledger) -> Result<(), DbErr> {
     let row = Query::insert()
-        .into_table(MigratorLock::Table)
-        .columns([MigratorLock::Name])
+        .into_table(Alias::new(ledger.lock_table))
+        .columns([LockColumn::Name])
         .values_panic([LOCK_NAME.into()])
         .on_conflict(
-            OnConflict::column(MigratorLock::Name)
-                .update_column(MigratorLock::Name)
+            OnConflict::column(LockColumn::Name)
+                .update_column(LockColumn::Name)
                 .to_owned(),
         )
         .to_owned();
@@ -187,6 +194,7 @@ fn missing_table(error: &DbErr) -> bool {
 /// lease is lost (another migrator took it after this one could not renew it in time).
 pub(super) async fn keep_renewing(
     db: &DatabaseExecutor<'_>,
+    ledger: &Ledger,
     token: &str,
     settings: &Settings,
 ) -> DbErr {
@@ -196,9 +204,12 @@ pub(super) async fn keep_renewing(
         runtime::sleep(lease / 6).await;
         // A claim of one's own row renews it; it also puts the row back when `fresh`
         // dropped the table.
-        let claimed = match try_claim(db, token, lease, Claim::Renew).await {
+        let claimed = match try_claim(db, ledger, token, lease, Claim::Renew).await {
             // `fresh` dropped the table, with the row: claim it again.
-            Ok(false) => try_claim(db, token, lease, Claim::New { session_node: None }).await,
+            Ok(false) => {
+                let claim = Claim::New { session_node: None };
+                try_claim(db, ledger, token, lease, claim).await
+            }
             renewed => renewed,
         };
         match claimed {

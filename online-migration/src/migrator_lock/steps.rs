@@ -63,8 +63,9 @@ impl Steps {
     /// is left (a waiting migrator makes it again).
     pub async fn reset(&self, db: DatabaseExecutor<'_>) -> Result<(), DbErr> {
         MigratorTraitSelf::reset(self, reborrow(&db)).await?;
-        phase::drop_table(&db).await?;
-        super::holder::drop_table(&db).await
+        let ledger = &self.held.ledger;
+        phase::drop_table(&db, ledger).await?;
+        super::holder::drop_table(&db, ledger.lock_table).await
     }
 }
 
@@ -104,13 +105,14 @@ impl Reported {
         let step = format!("{direction} {}", self.name());
         self.held.at_step(&step).await;
         let db = manager.get_connection();
-        phase::began(db, self.table, self.name(), direction).await?;
+        let ledger = &self.held.ledger;
+        phase::began(db, ledger, self.table, self.name(), direction).await?;
         match run.await {
-            Ok(()) => phase::ended(db, self.table).await,
+            Ok(()) => phase::ended(db, ledger, self.table).await,
             Err(error) => {
                 // What the step failed with stays the error; a record that cannot be
                 // written (the connection is gone) is not a second one.
-                if let Err(unrecorded) = phase::failed(db, self.table, &error).await {
+                if let Err(unrecorded) = phase::failed(db, ledger, self.table, &error).await {
                     tracing::debug!("the phase record missed a failure: {unrecorded}");
                 }
                 Err(error)
