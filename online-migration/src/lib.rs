@@ -41,6 +41,7 @@ pub mod ledger;
 pub mod locks;
 pub mod migrator_lock;
 pub mod phase;
+pub mod progress;
 pub mod replicas;
 pub mod runtime;
 pub mod settings;

@@ -14,7 +14,6 @@ mod bulk_load;
 pub mod capture;
 pub use crate::ids;
 pub mod preview;
-mod progress;
 mod resume;
 pub mod rules;
 mod sink;
@@ -30,9 +29,11 @@ use sea_orm_migration::sea_orm::{
 };
 
 use crate::backends;
+use crate::table_rows;
 use crate::tables::{DEPLOYMENT, Deployment, LEDGER, LegacyNames};
 use online_migration::context::Context;
 use online_migration::locks::with_lock_retries;
+use online_migration::progress::Progress;
 use online_migration::replicas::Throttle;
 use online_migration::stop;
 
@@ -136,8 +137,11 @@ where
 {
     let batch_size = ctx.settings.batch_size;
     let earlier = sink::Earlier::find(conn).await?;
-    let mut progress =
-        progress::Progress::start(crate::table_rows::count(conn, Deployment::Table).await?);
+    let mut progress = Progress::start(
+        "backfill",
+        "deployments",
+        table_rows::count(conn, Deployment::Table).await?,
+    );
     let mut summary = BackfillSummary::default();
     resume::prepare(conn).await?;
     let mut cursor = resume::last_done(conn).await?;

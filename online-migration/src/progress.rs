@@ -1,13 +1,24 @@
-//! Progress of a long backfill: a bar with rate and ETA on a terminal, a log line every few
-//! seconds otherwise. Silent when `info` logging is off (`RUST_LOG=warn`).
+//! Progress of a batched walk (a backfill, say): a bar with rate and ETA on a terminal, a
+//! log line every few seconds otherwise. Silent when `info` logging is off
+//! (`RUST_LOG=warn`).
+//!
+//! ```
+//! let mut progress = online_migration::progress::Progress::start("backfill", "accounts", 1_000);
+//! progress.advance(250);
+//! progress.finish();
+//! ```
 
 use std::time::{Duration, Instant};
 
 /// How often a progress line is logged when there is no bar.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
-/// Counts deployments done out of `total` and reports it.
+/// Counts rows done out of `total` and reports it.
 pub struct Progress {
+    /// What walks (`backfill`).
+    what: &'static str,
+    /// What it counts (`deployments`).
+    unit: &'static str,
     total: u64,
     done: u64,
     started: Instant,
@@ -17,20 +28,22 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts reporting on a backfill of `total` deployments.
-    pub fn start(total: u64) -> Self {
+    /// Starts reporting on `what`, a walk over `total` `unit` (the server's estimate).
+    pub fn start(what: &'static str, unit: &'static str, total: u64) -> Self {
         let now = Instant::now();
         Self {
+            what,
+            unit,
             total,
             done: 0,
             started: now,
             last_line: now,
             #[cfg(feature = "progress-bar")]
-            bar: terminal_bar(total),
+            bar: terminal_bar(what, unit, total),
         }
     }
 
-    /// `n` more deployments are done.
+    /// `n` more are done.
     pub fn advance(&mut self, n: u64) {
         self.done += n;
         #[cfg(feature = "progress-bar")]
@@ -57,7 +70,7 @@ impl Progress {
     /// `backfill progress: 120000/1000000 deployments (12.0%), 45000/s, ETA 19s`.
     ///
     /// The total is the server's estimate at the start (MariaDB's is a guess), and the
-    /// application inserts deployments meanwhile: once the walk has passed it, the total is
+    /// application inserts rows meanwhile: once the walk has passed it, the total is
     /// what was walked, and the line never reads past 100%.
     fn line(&self) -> String {
         let seconds = self.started.elapsed().as_secs_f64().max(0.001);
@@ -69,23 +82,21 @@ impl Progress {
             0 => 100.0,
             total => 100.0 * self.done as f64 / total as f64,
         };
+        let (what, unit, done) = (self.what, self.unit, self.done);
         format!(
-            "backfill progress: {}/{total} deployments ({percent:.1}%), {rate:.0}/s, ETA {eta:.0}s",
-            self.done
+            "{what} progress: {done}/{total} {unit} ({percent:.1}%), {rate:.0}/s, ETA {eta:.0}s"
         )
     }
 }
 
 #[cfg(feature = "progress-bar")]
-fn terminal_bar(total: u64) -> Option<indicatif::ProgressBar> {
+fn terminal_bar(what: &str, unit: &str, total: u64) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() || !tracing::enabled!(tracing::Level::INFO) {
         return None;
     }
-    let style = indicatif::ProgressStyle::with_template(
-        "backfill {bar:40} {pos}/{len} deployments, {per_sec}, ETA {eta}",
-    )
-    .expect("a valid template");
+    let template = format!("{what} {{bar:40}} {{pos}}/{{len}} {unit}, {{per_sec}}, ETA {{eta}}");
+    let style = indicatif::ProgressStyle::with_template(&template).expect("a valid template");
     Some(indicatif::ProgressBar::new(total).with_style(style))
 }
 
@@ -95,7 +106,7 @@ mod tests {
 
     #[test]
     fn the_line_says_done_total_rate_and_eta() {
-        let mut progress = Progress::start(1_000);
+        let mut progress = Progress::start("backfill", "deployments", 1_000);
         progress.done = 250;
         let line = progress.line();
         assert!(
@@ -107,7 +118,7 @@ mod tests {
 
     #[test]
     fn a_walk_longer_than_the_estimate_reads_100_percent_at_most() {
-        let mut progress = Progress::start(2_024);
+        let mut progress = Progress::start("backfill", "deployments", 2_024);
         progress.done = 4_000;
         let line = progress.line();
         assert!(
