@@ -43,15 +43,15 @@
 pub use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DatabaseExecutor;
 
-use online_migration::context::Context;
+// The engine's modules and types that a caller of the migrations uses keep their paths here
+// (`migration::settings`, `migration::Holder`, …).
+pub use online_migration::migrator_lock::Holder;
+pub use online_migration::{context, replicas, settings, stop};
 
+use online_migration::context::Context;
 use online_migration::migrator_lock::steps::{Steps, reborrow};
 use online_migration::migrator_lock::{self, Held};
 use tables::LEDGER;
-
-// The engine's modules that a caller of the migrations uses keep their paths here
-// (`migration::settings`, …).
-pub use online_migration::{context, replicas, settings, stop};
 
 mod backends;
 pub mod backfill;
@@ -67,7 +67,6 @@ mod m20261125_000001_create_legacy_baseline;
 mod m20261125_000002_create_deployment_job_agent;
 mod m20261125_000003_backfill_deployment_job_agent;
 mod m20261125_000004_drop_legacy_job_agent_columns;
-pub use online_migration::migrator_lock::Holder;
 mod ownership;
 pub mod privileges;
 mod refill;
