@@ -1,56 +1,23 @@
 //! The commands that drop tables (`fresh`, `refresh`, `reset`) look before they leap: on a
 //! database whose tables hold rows they refuse, naming the tables and their row counts,
-//! unless the operator says the data may go (`--discard-data`, or
-//! [`DISCARD_DATA_ENV`] for those who drive the command through `sea-orm-cli migrate`, which
-//! passes on no flag of ours). Only rows an operator would lose count: the migration's own
-//! bookkeeping ([`BOOKKEEPING_TABLES`]) does not.
+//! unless the operator says the data may go (`--discard-data`, or [`DISCARD_DATA_ENV`]).
+//! The engine's guard ([`online_migration::data_guard`]), with these migrations' own
+//! bookkeeping ([`BOOKKEEPING_TABLES`]) left out of the count.
 
 use sea_orm_migration::prelude::*;
 
-use crate::backends;
-use crate::table_rows;
 pub use crate::tables::BOOKKEEPING_TABLES;
+use online_migration::data_guard;
+pub use online_migration::data_guard::{DISCARD_DATA_ENV, TableRows};
 
-/// The environment variable that gives `--discard-data` (`1`, `true`, `yes` or `on`).
-pub const DISCARD_DATA_ENV: &str = "MIGRATION_DISCARD_DATA";
-
-/// A table that holds rows, and how many.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableRows {
-    /// The table's name.
-    pub table: String,
-    /// Its row count.
-    pub rows: u64,
-}
-
-/// Every table of the database (or PostgreSQL schema) that holds rows, by name.
+/// Every table of the database (or PostgreSQL schema) that holds rows, but bookkeeping.
 pub async fn tables_with_rows<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableRows>, DbErr> {
-    let backend = backends::of(conn.get_database_backend());
-    let mut found = vec![];
-    for row in conn.query_all_raw(backend.tables()).await? {
-        let table: String = row.try_get_by_index(0)?;
-        if BOOKKEEPING_TABLES.contains(&table.as_str()) {
-            continue;
-        }
-        let rows = table_rows::count(conn, Alias::new(table.as_str())).await?;
-        if rows > 0 {
-            found.push(TableRows { table, rows });
-        }
-    }
-    Ok(found)
+    data_guard::tables_with_rows(conn, &BOOKKEEPING_TABLES).await
 }
 
 /// Refuses `command` when any table holds rows: one message naming them all.
 pub async fn refuse_if_data<C: ConnectionTrait>(conn: &C, command: &str) -> Result<(), DbErr> {
-    let found = tables_with_rows(conn).await?;
-    if found.is_empty() {
-        return Ok(());
-    }
-    Err(DbErr::Migration(format!(
-        "refusing to `{command}`: it would drop data in {}; pass --discard-data \
-         (or set {DISCARD_DATA_ENV}=1) to do it anyway",
-        listing(&found)
-    )))
+    data_guard::refuse_if_data(conn, &BOOKKEEPING_TABLES, command).await
 }
 
 /// The one-line warning for `command` run with the data discarded, or `None` when no table
@@ -59,19 +26,5 @@ pub async fn discard_warning<C: ConnectionTrait>(
     conn: &C,
     command: &str,
 ) -> Result<Option<String>, DbErr> {
-    let found = tables_with_rows(conn).await?;
-    Ok((!found.is_empty()).then(|| {
-        format!(
-            "warning: `{command}` drops data in {} (told to discard it)",
-            listing(&found)
-        )
-    }))
-}
-
-/// `table (n rows), …`
-fn listing(found: &[TableRows]) -> String {
-    let tables: Vec<String> = (found.iter())
-        .map(|t| format!("{} ({} rows)", t.table, t.rows))
-        .collect();
-    tables.join(", ")
+    data_guard::discard_warning(conn, &BOOKKEEPING_TABLES, command).await
 }

@@ -14,8 +14,8 @@ use sea_orm_migration::prelude::*;
 use crate::backends;
 pub use crate::backends::column_decl::{ColumnDecl, ForeignKeyDecl};
 use crate::backends::column_type;
-use crate::table_rows;
 use crate::tables::{DEPLOYMENT, Deployment, JOB_AGENT, LEGACY_COLUMNS, LegacyColumnRecord};
+use online_migration::table_rows;
 
 /// The record's columns, in the order [`ColumnDecl::decode`] reads them (the same as the
 /// backends' catalogue queries).

@@ -72,7 +72,6 @@ pub mod privileges;
 mod refill;
 mod retire;
 mod sync_guard;
-mod table_rows;
 mod tables;
 
 /// The migrations, in order. `Migrator::up` and the rest of [`MigratorTrait`] read their

@@ -10,8 +10,8 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
 use crate::ownership;
-use crate::table_rows;
 use crate::tables::{DEPLOYMENT, Deployment, JOB_AGENT, JobAgent, Workspace};
+use online_migration::table_rows;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;

@@ -6,8 +6,8 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::table_rows;
 use crate::tables::CreatedTable;
+use online_migration::table_rows;
 
 /// The tables on record as created by the migrations; none when nothing is recorded (a
 /// database migrated before the record existed).

@@ -37,6 +37,7 @@
 
 pub mod backends;
 pub mod context;
+pub mod data_guard;
 pub mod ledger;
 pub mod locks;
 pub mod migrator_lock;
@@ -46,4 +47,5 @@ pub mod replicas;
 pub mod runtime;
 pub mod settings;
 pub mod stop;
+pub mod table_rows;
 pub mod this_process;

@@ -79,9 +79,6 @@ pub trait Catalogue {
     /// no rows when nothing is missing (or the backend has no privileges, like SQLite).
     fn missing_privileges(&self) -> Statement;
 
-    /// The names of the base tables of the current database or schema, one per row.
-    fn tables(&self) -> Statement;
-
     /// The declared type of a column, one row with one text column; binds the table's name,
     /// then the column's.
     fn declared_type(&self, table: &str, column: &str) -> Statement;

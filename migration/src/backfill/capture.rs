@@ -194,7 +194,7 @@ pub async fn pending<C: ConnectionTrait>(conn: &C, limit: u64) -> Result<Vec<Sto
 
 /// How many deployments are marked pending.
 pub async fn count_pending<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
-    crate::table_rows::count(conn, BackfillPending::Table).await
+    online_migration::table_rows::count(conn, BackfillPending::Table).await
 }
 
 /// Marks these deployments as caught up.

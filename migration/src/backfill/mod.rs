@@ -29,13 +29,13 @@ use sea_orm_migration::sea_orm::{
 };
 
 use crate::backends;
-use crate::table_rows;
 use crate::tables::{DEPLOYMENT, Deployment, LEDGER, LegacyNames};
 use online_migration::context::Context;
 use online_migration::locks::with_lock_retries;
 use online_migration::progress::Progress;
 use online_migration::replicas::Throttle;
 use online_migration::stop;
+use online_migration::table_rows;
 
 use agents::AgentDirectory;
 pub use preview::{Preview, preview};

@@ -9,8 +9,8 @@ use super::agents::AgentDirectory;
 use super::rules::{Plan, PlannedReject};
 use crate::backends::{json_value, read_id, select_id, select_json_text};
 use crate::ids::{StoredId, null_id};
-use crate::table_rows;
 use crate::tables::{BackfillReject, DeploymentJobAgent};
+use online_migration::table_rows;
 
 /// Rows per multi-row INSERT: far below every backend's bound-parameter limit.
 const ROWS_PER_INSERT: usize = 1_024;

@@ -154,6 +154,9 @@ pub trait Probe: Send + Sync {
         None
     }
 
+    /// The names of the base tables of the current database or schema, one per row.
+    fn tables(&self) -> Statement;
+
     /// Whether `error` means a lost race for a lock.
     fn contention(&self, error: &dyn sqlx::error::DatabaseError) -> Option<Contention>;
 }

@@ -73,4 +73,12 @@ impl Probe for MySql {
             _ => None,
         }
     }
+
+    fn tables(&self) -> Statement {
+        Statement::from_string(
+            DbBackend::MySql,
+            "SELECT TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
+        )
+    }
 }

@@ -98,4 +98,12 @@ impl Probe for Postgres {
             _ => None,
         }
     }
+
+    fn tables(&self) -> Statement {
+        Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT CAST(tablename AS text) FROM pg_tables \
+             WHERE schemaname = current_schema() ORDER BY 1",
+        )
+    }
 }

@@ -37,4 +37,12 @@ impl Probe for Sqlite {
         let code: i64 = error.code()?.parse().ok()?;
         matches!(code & 0xff, 5 | 6).then_some(Contention::LockTimeout)
     }
+
+    fn tables(&self) -> Statement {
+        Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT name FROM sqlite_master \
+             WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY 1",
+        )
+    }
 }

@@ -97,14 +97,6 @@ impl Catalogue for MySql {
         )
     }
 
-    fn tables(&self) -> Statement {
-        Statement::from_string(
-            DbBackend::MySql,
-            "SELECT TABLE_NAME FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
-        )
-    }
-
     fn declared_type(&self, table: &str, column: &str) -> Statement {
         Statement::from_sql_and_values(
             DbBackend::MySql,

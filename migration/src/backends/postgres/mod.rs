@@ -86,14 +86,6 @@ impl Catalogue for Postgres {
         )
     }
 
-    fn tables(&self) -> Statement {
-        Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT CAST(tablename AS text) FROM pg_tables \
-             WHERE schemaname = current_schema() ORDER BY 1",
-        )
-    }
-
     fn declared_type(&self, table: &str, column: &str) -> Statement {
         Statement::from_sql_and_values(
             DbBackend::Postgres,

@@ -58,14 +58,6 @@ impl Catalogue for Sqlite {
         Statement::from_string(DbBackend::Sqlite, "SELECT '' WHERE 0")
     }
 
-    fn tables(&self) -> Statement {
-        Statement::from_string(
-            DbBackend::Sqlite,
-            "SELECT name FROM sqlite_master \
-             WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY 1",
-        )
-    }
-
     fn declared_type(&self, table: &str, column: &str) -> Statement {
         Statement::from_sql_and_values(
             DbBackend::Sqlite,

@@ -3,10 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 /// How many rows `table` holds.
-pub(crate) async fn count<C: ConnectionTrait>(
-    conn: &C,
-    table: impl IntoIden,
-) -> Result<u64, DbErr> {
+pub async fn count<C: ConnectionTrait>(conn: &C, table: impl IntoIden) -> Result<u64, DbErr> {
     let query = Query::select()
         .expr(Expr::col(Asterisk).count())
         .from(table)
@@ -17,10 +14,7 @@ pub(crate) async fn count<C: ConnectionTrait>(
 }
 
 /// Whether `table` holds any row.
-pub(crate) async fn exist<C: ConnectionTrait>(
-    conn: &C,
-    table: impl IntoIden,
-) -> Result<bool, DbErr> {
+pub async fn exist<C: ConnectionTrait>(conn: &C, table: impl IntoIden) -> Result<bool, DbErr> {
     let query = Query::select()
         .expr(Expr::val(1))
         .from(table)
