@@ -5,9 +5,15 @@
 //! - [`locks`]: every step that takes a strong lock runs in a transaction of its own under a
 //!   short lock timeout, retried with backoff while it loses to the application, naming the
 //!   sessions in its way, until a retry limit.
-//! - [`replicas`]: batched steps pause while a streaming replica lags.
+//! - [`replicas`]: batched steps pause while a streaming replica lags; [`progress`] says how
+//!   far a walk is.
+//! - [`migrator_lock`]: one migrator at a time, on every backend and across a Galera
+//!   cluster; the others wait, say who holds it, and find the work done.
+//! - [`phase`]: which step each table is in, which way, how far, by whom, held against
+//!   `seaql_migrations` at every start.
+//! - [`data_guard`]: commands that drop tables refuse while they hold a user's rows.
 //! - [`context`]: what a run hands every step: its [`settings`] and its [`stop`] request,
-//!   as a value.
+//!   as a value; [`ledger`]: the names of a migration's own records.
 //! - [`backends`]: what PostgreSQL, MariaDB and SQLite do differently about all of that:
 //!   statement builders and catalogue answers, importing nothing above them.
 //!
