@@ -94,7 +94,9 @@ pub(super) enum Claim<'a> {
 
 /// Claims or renews the lease for `token`; whether it is this run's now. The table and
 /// its row are made when missing, and only then: a Galera cluster runs every DDL in
-/// total order, so waiting migrators must not issue any.
+/// total order, so waiting migrators must not issue any. Losing a race while making them
+/// (a deadlock, a failed certification: two migrators starting on a new database) is a
+/// lost try, retried, not an error.
 pub(super) async fn try_claim(
     db: &DatabaseExecutor<'_>,
     ledger: &Ledger,
@@ -105,23 +107,31 @@ pub(super) async fn try_claim(
     let update = claim_statement(ledger, token, lease, &claim);
     let claimed = match db.execute(&update).await {
         Ok(result) if result.rows_affected() == 1 => return Ok(true),
-        Ok(_) if matches!(claim, Claim::Renew) || row_exists(db, ledger).await? => {
-            return Ok(false);
-        }
+        Ok(_) if matches!(claim, Claim::Renew) => return Ok(false),
         Ok(_) => {
-            add_row(db, ledger).await?;
-            db.execute(&update).await
+            async {
+                if row_exists(db, ledger).await? {
+                    return Ok(None);
+                }
+                add_row(db, ledger).await?;
+                db.execute(&update).await.map(Some)
+            }
+            .await
         }
         Err(error) if missing_table(&error) => {
-            holder::create_table(db, ledger.lock_table).await?;
-            add_row(db, ledger).await?;
-            db.execute(&update).await
+            async {
+                holder::create_table(db, ledger.lock_table).await?;
+                add_row(db, ledger).await?;
+                db.execute(&update).await.map(Some)
+            }
+            .await
         }
         Err(error) => Err(error),
     };
     match claimed {
-        Ok(result) => Ok(result.rows_affected() == 1),
-        // Another node's claim won certification, or holds the row a moment.
+        Ok(result) => Ok(result.is_some_and(|result| result.rows_affected() == 1)),
+        // Another node's claim (or its table, or its row) won certification, or holds the
+        // row a moment: the next try sees who holds it.
         Err(error) if backends::contention(db.get_database_backend(), &error).is_some() => {
             Ok(false)
         }
