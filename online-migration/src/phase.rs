@@ -26,6 +26,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), sea_orm_migration::DbErr> {
 //! let db = Database::connect("sqlite::memory:").await?;
+//! phase::create_table(&db, &LEDGER).await?;
 //! phase::began(&db, &LEDGER, "account", "m2_split_names", "up").await?;
 //! phase::progressed(&db, &LEDGER, "account", "walked up to account 42").await?;
 //! let now = &phase::read(&db, &LEDGER).await?[0];
@@ -166,7 +167,8 @@ pub async fn drop_table<C: ConnectionTrait>(db: &C, ledger: &Ledger) -> Result<(
     db.execute(&drop).await.map(|_| ())
 }
 
-/// Records that this process begins `direction step` on `table`.
+/// Records that this process begins `direction step` on `table` (the record's table made
+/// first: [`create_table`]).
 pub async fn began<C: ConnectionTrait>(
     db: &C,
     ledger: &Ledger,
@@ -174,7 +176,6 @@ pub async fn began<C: ConnectionTrait>(
     step: &str,
     direction: &str,
 ) -> Result<(), DbErr> {
-    create_table(db, ledger).await?;
     let row = [
         (PhaseRecord::Step, Expr::val(step)),
         (PhaseRecord::Direction, Expr::val(direction)),

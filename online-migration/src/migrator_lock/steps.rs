@@ -106,6 +106,11 @@ impl Reported {
         self.held.at_step(&step).await;
         let db = manager.get_connection();
         let ledger = &self.held.ledger;
+        // Made once: on Galera every DDL, `IF NOT EXISTS` too, runs in total order across
+        // the cluster, and the application's writes wait for it.
+        if !manager.has_table(ledger.phase_table).await? {
+            phase::create_table(db, ledger).await?;
+        }
         phase::began(db, ledger, self.table, self.name(), direction).await?;
         match run.await {
             Ok(()) => phase::ended(db, ledger, self.table).await,
