@@ -226,8 +226,8 @@ impl Configured {
 async fn explain_the_phase(db: &DatabaseExecutor<'_>) -> Result<(), DbErr> {
     let manager = SchemaManager::new(reborrow(db));
     let phase = online_migration::phase::reconcile(&manager, &LEDGER, tables::DEPLOYMENT);
-    for line in phase.await? {
-        tracing::warn!("{line}");
+    if let Some(finding) = phase.await? {
+        tracing::warn!("{finding}");
     }
     Ok(())
 }

@@ -266,12 +266,12 @@ async fn read_in(manager: &SchemaManager<'_>, ledger: &Ledger) -> Result<Vec<Pha
 }
 
 /// Holds `table`'s row against `seaql_migrations` at the start of a run, records what the
-/// row lacks, and returns what an operator should know, one line each.
+/// row lacks, and returns what an operator should know of it, in one line, if anything.
 pub async fn reconcile(
     manager: &SchemaManager<'_>,
     ledger: &Ledger,
     table: &str,
-) -> Result<Vec<String>, DbErr> {
+) -> Result<Option<String>, DbErr> {
     let db = manager.get_connection();
     let applied = applied_migrations(manager).await?;
     let phase = read_in(manager, ledger)
@@ -280,13 +280,13 @@ pub async fn reconcile(
         .find(|p| p.table == table);
     let Some(phase) = phase else {
         let Some(last) = applied.last() else {
-            return Ok(vec![]);
+            return Ok(None);
         };
         recover(db, ledger, table, last).await?;
-        return Ok(vec![format!(
+        return Ok(Some(format!(
             "no phase record for {table}: this database was migrated before the record \
              existed; seaql_migrations says {last} is applied, recorded as done"
-        )]);
+        )));
     };
     let is_applied = applied.contains(&phase.step);
     let line = match (phase.state.as_str(), phase.direction.as_str(), is_applied) {
@@ -305,9 +305,9 @@ pub async fn reconcile(
              hand, or a backup restored): going by seaql_migrations",
             phase.step
         ),
-        _ => return Ok(vec![]),
+        _ => return Ok(None),
     };
-    Ok(vec![line])
+    Ok(Some(line))
 }
 
 /// A `done` row for `step`, from `seaql_migrations`: who applied it is not known.

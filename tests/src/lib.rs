@@ -21,6 +21,15 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statemen
 
 use server::Server;
 
+/// The migrations' names, in order, as the tests expect them (written out here, not read
+/// from the migrator under test).
+pub const MIGRATIONS: [&str; 4] = [
+    "m20261125_000001_create_legacy_baseline",
+    "m20261125_000002_create_deployment_job_agent",
+    "m20261125_000003_backfill_deployment_job_agent",
+    "m20261125_000004_drop_legacy_job_agent_columns",
+];
+
 /// The three backends every case runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

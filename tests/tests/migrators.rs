@@ -12,7 +12,7 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use tests::end_state::{EndState, end_state};
 use tests::legacy::hand_built_messy;
-use tests::{Backend, TestDb, on_every_backend_at_once, read};
+use tests::{Backend, MIGRATIONS, TestDb, on_every_backend_at_once, read};
 
 on_every_backend_at_once!(
     four_migrators_started_at_once_do_each_step_once,
@@ -24,12 +24,6 @@ on_every_backend_at_once!(
 /// Set for the child process: the database it migrates.
 const CHILD_URL: &str = "MIGRATORS_TEST_CHILD_DATABASE_URL";
 const DEPLOYMENTS: u128 = 30;
-const MIGRATIONS: [&str; 4] = [
-    "m20261125_000001_create_legacy_baseline",
-    "m20261125_000002_create_deployment_job_agent",
-    "m20261125_000003_backfill_deployment_job_agent",
-    "m20261125_000004_drop_legacy_job_agent_columns",
-];
 
 /// Not a test of its own: the child process's entry point, idle unless `CHILD_URL` is set.
 #[test]

@@ -7,7 +7,7 @@ use migration::Migrator;
 use migration::context::Context;
 use migration::phase::{self, Phase};
 use tests::legacy::hand_built_messy;
-use tests::{TestDb, on_every_backend, read};
+use tests::{MIGRATIONS, TestDb, on_every_backend, read};
 
 on_every_backend!(
     a_killed_backfill_is_recorded_running_with_how_far_it_got,
@@ -17,12 +17,6 @@ on_every_backend!(
 /// Set for the child process: the database it migrates.
 const CHILD_URL: &str = "PHASE_TEST_CHILD_DATABASE_URL";
 const DEPLOYMENTS: u128 = 30;
-const STEPS: [&str; 4] = [
-    "m20261125_000001_create_legacy_baseline",
-    "m20261125_000002_create_deployment_job_agent",
-    "m20261125_000003_backfill_deployment_job_agent",
-    "m20261125_000004_drop_legacy_job_agent_columns",
-];
 
 /// Not a test of its own: the child process's entry point, idle unless `CHILD_URL` is set.
 #[test]
@@ -55,7 +49,7 @@ async fn a_killed_backfill_is_recorded_running_with_how_far_it_got(db: TestDb) {
             done.direction.as_str(),
             done.state.as_str()
         ),
-        (STEPS[1], "up", "done")
+        (MIGRATIONS[1], "up", "done")
     );
     assert_eq!(done.pid, Some(i64::from(std::process::id())));
     assert!(done.host.is_some() && done.started_at.is_some() && done.finished_at.is_some());
@@ -78,7 +72,7 @@ async fn a_killed_backfill_is_recorded_running_with_how_far_it_got(db: TestDb) {
             killed.direction.as_str(),
             killed.state.as_str()
         ),
-        (STEPS[2], "up", "running"),
+        (MIGRATIONS[2], "up", "running"),
         "{killed}"
     );
     assert_eq!(killed.pid, Some(child_pid), "the child began the step");
@@ -97,7 +91,7 @@ async fn a_killed_backfill_is_recorded_running_with_how_far_it_got(db: TestDb) {
     let finished = the_phase(&db).await;
     assert_eq!(
         (finished.step.as_str(), finished.state.as_str()),
-        (STEPS[3], "done")
+        (MIGRATIONS[3], "done")
     );
     assert_eq!(finished.progress, None);
     migrator().down(&db.conn, Some(1)).await.expect("down");
@@ -108,7 +102,7 @@ async fn a_killed_backfill_is_recorded_running_with_how_far_it_got(db: TestDb) {
             back.direction.as_str(),
             back.state.as_str()
         ),
-        (STEPS[3], "down", "done")
+        (MIGRATIONS[3], "down", "done")
     );
 }
 
@@ -117,7 +111,7 @@ async fn a_killed_backfill_is_recorded_running_with_how_far_it_got(db: TestDb) {
 /// `up` finishes the job and `down` takes it all the way back.
 async fn a_database_migrated_before_the_record_is_recognised_at_every_step(db: TestDb) {
     let backend = db.backend;
-    for (applied, step) in (1..).zip(STEPS) {
+    for (applied, step) in (1..).zip(MIGRATIONS) {
         let db = TestDb::create(backend, &format!("phase_{backend:?}_{applied}")).await;
         hand_built_messy(&db, DEPLOYMENTS).await;
         migrator()
@@ -158,8 +152,7 @@ async fn a_database_migrated_before_the_record_is_recognised_at_every_step(db: T
                 back.direction.as_str(),
                 back.state.as_str()
             ),
-            (STEPS[0], "down", "done")
+            (MIGRATIONS[0], "down", "done")
         );
     }
-    drop(db);
 }
