@@ -16,8 +16,8 @@
 //! backfill's `up`; [`install`] (or [`install_in`], inside a locked step) in the drop's
 //! `down`, which re-enters the phase; [`end_in`] in the drop step's locked transaction,
 //! which then needs no catch-up; [`end`] in the backfill's `down`, before its links go
-//! (deleting them with the sync on would empty every deployment's legacy columns). The triggers' SQL is each backend's
-//! (`Backend::sync_triggers`).
+//! (deleting them with the sync on would empty every deployment's legacy columns). The
+//! triggers' SQL is each backend's (`Triggers::sync_triggers`).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::TransactionTrait;

@@ -1,21 +1,25 @@
 //! Lock retries: the one way the migrations take locks beside a live application.
 //!
-//! A statement that needs a strong lock (DDL on a table the application uses, `LOCK TABLE`, a batch's row
-//! locks) queues behind whoever holds a conflicting lock, and on PostgreSQL and MariaDB every
-//! later reader of the table queues behind *it*. One forgotten `idle in transaction` session
-//! would turn the migration into an outage. So every such step runs here:
+//! A statement that needs a strong lock (DDL on a table the application uses, `LOCK TABLE`,
+//! a batch's row locks) queues behind whoever holds a conflicting lock, and on PostgreSQL and
+//! MariaDB every later reader of the table queues behind *it*. One forgotten `idle in
+//! transaction` session would turn the migration into an outage. So every such step runs
+//! here:
 //!
-//! - in a transaction of its own whose lock waits end after [`Settings::lock_timeout`](crate::settings::Settings::lock_timeout);
+//! - in a transaction of its own whose lock waits end after [`Settings::lock_timeout`];
 //! - when a wait ends (or the server picks the step as a deadlock or serialization victim),
 //!   the transaction is rolled back, so the queue behind it drains, and after a backoff the
-//!   whole step is tried again, until [`Settings::lock_retry_for`](crate::settings::Settings::lock_retry_for) has passed; a try refused
-//!   without waiting (MariaDB's metadata locks, `NOWAIT`) kept no one waiting, so the next
+//!   whole step is tried again, until [`Settings::lock_retry_for`] has passed; a try
+//!   refused without waiting (MariaDB's metadata locks, `NOWAIT`) kept no one waiting, so the next
 //!   follows within milliseconds: a busy application leaves only short gaps between its
 //!   transactions;
 //! - while it retries it logs who is in the way; when it gives up it says so in one error,
 //!   and a rerun of `up` finishes the job (every step is idempotent).
 //!
 //! GitLab's `with_lock_retries` and reshape's `lock_timeout` are the models.
+//!
+//! [`Settings::lock_timeout`]: crate::settings::Settings::lock_timeout
+//! [`Settings::lock_retry_for`]: crate::settings::Settings::lock_retry_for
 
 use std::future::Future;
 use std::pin::{Pin, pin};

@@ -135,7 +135,8 @@ impl ReplicaLag {
     }
 }
 
-/// Pauses a batched step while a replica lags more than [`Settings::max_replica_lag`](crate::settings::Settings::max_replica_lag).
+/// Pauses a batched step while a replica lags more than
+/// [`Settings::max_replica_lag`](crate::settings::Settings::max_replica_lag).
 #[derive(Debug)]
 pub struct Throttle {
     max_lag: Option<Duration>,
@@ -175,7 +176,9 @@ impl Throttle {
     }
 
     /// Returns once no replica lags more than the maximum (at once when none is set);
-    /// fails after waiting [`Settings::lock_retry_for`](crate::settings::Settings::lock_retry_for), or when a stop is requested.
+    /// fails after waiting
+    /// [`Settings::lock_retry_for`](crate::settings::Settings::lock_retry_for), or when a
+    /// stop is requested.
     pub async fn wait_for_replicas<C: ConnectionTrait>(
         &mut self,
         conn: &C,
@@ -363,8 +366,9 @@ impl ReplayRate {
     }
 }
 
-/// Fails, when [`Settings::max_replica_lag`](crate::settings::Settings::max_replica_lag) is set, unless this backend and role can see
-/// the replicas' positions: steps call it before they change anything.
+/// Fails, when [`Settings::max_replica_lag`](crate::settings::Settings::max_replica_lag) is
+/// set, unless this backend and role can see the replicas' positions: steps call it before
+/// they change anything.
 pub async fn check_settings<C: ConnectionTrait>(ctx: &Context, conn: &C) -> Result<(), DbErr> {
     match ctx.settings.max_replica_lag {
         Some(_) => require_visible(conn).await,

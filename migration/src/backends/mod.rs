@@ -132,7 +132,8 @@ pub trait ColumnDdl {
     fn restore_constraints(&self, column: &ColumnDecl) -> Vec<ConstraintStep>;
 }
 
-/// The triggers on tables the application writes: the capture, the expand phase's sync and its guard, and how trigger DDL is run beside prepared statements.
+/// The triggers on tables the application writes: the capture, the expand phase's sync and
+/// its guard, and how trigger DDL is run beside prepared statements.
 pub trait Triggers {
     /// Statements that install the capture triggers on `deployment` (see
     /// `backfill::capture`). An update is recorded only when it changes a column the rules
@@ -209,7 +210,8 @@ pub trait Triggers {
     }
 }
 
-/// How the join table is created and loaded: what it goes without during the load and gets back after, and how a page's rows are read.
+/// How the join table is created and loaded: what it goes without during the load and gets
+/// back after, and how a page's rows are read.
 pub trait JoinTableLoad {
     /// Statements that make this connection load the join table without checking its
     /// foreign keys or keeping its reverse index up to date (both come back in one pass
